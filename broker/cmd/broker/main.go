@@ -1,0 +1,37 @@
+// Command broker runs trackgate's MQTT broker on its own, without the
+// gateway's GPS readers.
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+
+	"trackgate/broker"
+	"trackgate/internal/config"
+	"trackgate/internal/logx"
+)
+
+func main() { config.Main(run) }
+
+func run(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg broker.Config
+	cfg.RegisterFlags(fs, true)
+	var lf logx.Flags
+	lf.Register(fs)
+	if err := config.Parse(fs, "broker [flags]", args, nil); err != nil {
+		return err
+	}
+	log, err := lf.New(stderr)
+	if err != nil {
+		return config.Usagef("%v", err)
+	}
+	cfg.Logger = log
+	b, err := broker.New(cfg)
+	if err != nil {
+		return config.Usagef("%v", err)
+	}
+	return b.Run(ctx)
+}

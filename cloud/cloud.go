@@ -1,0 +1,104 @@
+// Package cloud assembles trackgate's cloud process: the MQTT → InfluxDB
+// ingest bridge and the HTTP server with its health, readiness and metrics
+// endpoints. The auth server, the track API and the website join it here.
+package cloud
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"trackgate/cloud/influx"
+	"trackgate/cloud/ingest"
+	"trackgate/cloud/server"
+)
+
+// Config configures the cloud process.
+type Config struct {
+	HTTP   string            // HTTP listen address, default ":8080"
+	MQTT   ingest.MQTTConfig // the broker the ingest bridge subscribes to
+	Influx influx.Config     // where positions are stored
+	Ingest ingest.Config     // batching and retry of the ingest bridge
+	Logger *slog.Logger      // default slog.Default()
+}
+
+// RegisterFlags adds the flags of `cloud serve` to fs, writing into c.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.HTTP, "http", ":8080", "HTTP listen `address`")
+	fs.StringVar(&c.MQTT.Broker, "mqtt", "tcp://127.0.0.1:1883", "`URL` of the MQTT broker positions arrive on (tcp://, ssl://, ws://)")
+	fs.StringVar(&c.MQTT.ClientID, "mqtt-client-id", "trackgate-cloud-ingest", "MQTT client `id` of the ingest bridge (its persistent session)")
+	fs.StringVar(&c.Influx.URL, "influx-url", "http://127.0.0.1:8086", "InfluxDB base `URL`")
+	fs.StringVar(&c.Influx.Org, "influx-org", "trackgate", "InfluxDB organisation (ignored by InfluxDB 1.x)")
+	fs.StringVar(&c.Influx.Bucket, "influx-bucket", "trackgate", "InfluxDB bucket (on 1.x: database or database/retention-policy)")
+	fs.StringVar(&c.Influx.Token, "influx-token", "", "InfluxDB API `token` (on 1.x: user:password, or empty when auth is off)")
+	fs.IntVar(&c.Ingest.BatchSize, "ingest-batch-size", 5000, "positions per InfluxDB write")
+	fs.DurationVar(&c.Ingest.BatchWait, "ingest-batch-wait", 100*time.Millisecond, "longest wait to fill a batch")
+	fs.IntVar(&c.Ingest.MaxUnacked, "ingest-max-unacked", 50000, "messages held unacknowledged at most (backpressure beyond)")
+	fs.IntVar(&c.Ingest.Writers, "ingest-writers", 2, "concurrent writes to InfluxDB")
+}
+
+// Cloud is the cloud process. Create it with New and start it with Run.
+type Cloud struct {
+	cfg    Config
+	store  *influx.Client
+	bridge *ingest.Bridge
+	http   *server.Server
+}
+
+// New checks cfg and wires the cloud's parts. It does no I/O.
+func New(cfg Config) (*Cloud, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HTTP == "" {
+		return nil, errors.New("cloud: no HTTP address (--http)")
+	}
+	cfg.Ingest.Logger = cfg.Logger.With("component", "ingest")
+	store, err := influx.New(cfg.Influx)
+	if err != nil {
+		return nil, fmt.Errorf("cloud: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bridge, err := ingest.NewBridge(cfg.MQTT, cfg.Ingest, store, ingest.NewMetrics(reg))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("cloud: %w", err)
+	}
+	srv := server.New(server.Config{
+		Addr:     cfg.HTTP,
+		Gatherer: reg,
+		Logger:   cfg.Logger.With("component", "http"),
+		Checks: []server.Check{
+			{Name: "influxdb", Check: store.Ping},
+			{Name: "mqtt", Check: func(context.Context) error {
+				if !bridge.Connected() {
+					return fmt.Errorf("not connected to %s", cfg.MQTT.Broker)
+				}
+				return nil
+			}},
+		},
+	})
+	return &Cloud{cfg: cfg, store: store, bridge: bridge, http: srv}, nil
+}
+
+// HTTP returns the HTTP server (for its address once Ready).
+func (c *Cloud) HTTP() *server.Server { return c.http }
+
+// Run runs the cloud until ctx ends or a part fails; then it stops every
+// part: the ingest bridge writes and acknowledges what it holds, the HTTP
+// server finishes its requests.
+func (c *Cloud) Run(ctx context.Context) error {
+	defer c.store.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.http.Run(ctx) })
+	g.Go(func() error { return c.bridge.Run(ctx) })
+	return g.Wait()
+}

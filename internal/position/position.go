@@ -1,0 +1,179 @@
+// Package position is trackgate's one position model: the Position type every
+// source is converted into at its edge, its JSON codec (the wire contract of
+// positions published on devices/{device}/positions), validation with errors
+// that name the field and the reason, and its InfluxDB line-protocol form.
+//
+// The package imports only the standard library, so that every component can
+// depend on it.
+package position
+
+import (
+	"strconv"
+	"time"
+)
+
+// Fields is a set of Position fields, used to record which ones a position
+// carries: a zero speed and an unknown speed are different things.
+type Fields uint16
+
+// The fields of a Position. Time, Lat and Lon are required; the rest are optional.
+const (
+	FieldTime Fields = 1 << iota
+	FieldLat
+	FieldLon
+	FieldAlt
+	FieldSpeed
+	FieldCourse
+	FieldHDOP
+	FieldSats
+	FieldFix
+	FieldAcc
+	FieldBatt
+)
+
+// Required is the set of fields every position must carry.
+const Required = FieldTime | FieldLat | FieldLon
+
+// Fix is the kind of solution a receiver reports.
+type Fix string
+
+// The fix kinds a position may carry.
+const (
+	FixNone  Fix = "none"  // no solution
+	Fix2D    Fix = "2d"    // horizontal only
+	Fix3D    Fix = "3d"    // horizontal and altitude
+	FixDGPS  Fix = "dgps"  // differential correction applied
+	FixRTK   Fix = "rtk"   // real-time kinematic, integer ambiguities fixed
+	FixFloat Fix = "float" // real-time kinematic, float solution
+	FixDR    Fix = "dr"    // dead reckoning
+)
+
+// fixes lists the known fix kinds.
+var fixes = [...]Fix{FixNone, Fix2D, Fix3D, FixDGPS, FixRTK, FixFloat, FixDR}
+
+// Valid reports whether f is one of the known fix kinds.
+func (f Fix) Valid() bool {
+	for _, k := range fixes {
+		if f == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Position is one fix of one device, in SI units. Which of the fields are
+// present is recorded in Set; a field not in Set is unknown, whatever its value.
+type Position struct {
+	Time   time.Time // the fix's own time (GPS time, not arrival time), UTC
+	Lat    float64   // latitude, degrees, WGS 84, north positive
+	Lon    float64   // longitude, degrees, WGS 84, east positive
+	Alt    float64   // altitude above mean sea level, metres
+	Speed  float64   // speed over ground, metres per second
+	Course float64   // course over ground, degrees clockwise from true north, [0, 360)
+	HDOP   float64   // horizontal dilution of precision
+	Sats   int       // satellites used in the solution
+	Fix    Fix       // kind of solution
+	Acc    float64   // estimated horizontal accuracy, metres
+	Batt   float64   // battery level, percent
+	Set    Fields    // the fields present
+}
+
+// Has reports whether all fields in f are present.
+func (p *Position) Has(f Fields) bool { return p.Set&f == f }
+
+// AppendJSON appends the JSON object of p, with only the fields present, to dst.
+func (p *Position) AppendJSON(dst []byte) []byte {
+	dst = append(dst, '{')
+	first := true
+	key := func(k string) {
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, '"')
+		dst = append(dst, k...)
+		dst = append(dst, '"', ':')
+	}
+	if p.Has(FieldTime) {
+		key("time")
+		dst = append(dst, '"')
+		dst = p.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
+		dst = append(dst, '"')
+	}
+	for _, f := range floatFields {
+		if p.Has(f.bit) {
+			key(f.name)
+			dst = appendFloat(dst, *f.ptr(p))
+		}
+	}
+	if p.Has(FieldSats) {
+		key("sats")
+		dst = strconv.AppendInt(dst, int64(p.Sats), 10)
+	}
+	if p.Has(FieldFix) {
+		key("fix")
+		dst = strconv.AppendQuote(dst, string(p.Fix))
+	}
+	return append(dst, '}')
+}
+
+// MarshalJSON encodes p as the wire contract's position object.
+func (p Position) MarshalJSON() ([]byte, error) {
+	return p.AppendJSON(make([]byte, 0, 160)), nil
+}
+
+// UnmarshalJSON decodes one position object. It checks types, not ranges:
+// call Validate for that.
+func (p *Position) UnmarshalJSON(data []byte) error {
+	d := decoder{data: data}
+	d.skipSpace()
+	if d.pos >= len(d.data) || d.data[d.pos] != '{' {
+		return d.syntax("want an object")
+	}
+	perr, err := d.object(p, 0)
+	if err != nil {
+		return err
+	}
+	if d.skipSpace(); d.pos != len(d.data) {
+		return d.syntax("data after the object")
+	}
+	if perr != nil {
+		return perr
+	}
+	return nil
+}
+
+// floatField describes one float64 field of Position for the codecs and
+// validation: its wire name and its valid closed range.
+type floatField struct {
+	name     string
+	bit      Fields
+	min, max float64
+	ptr      func(*Position) *float64
+}
+
+// floatFields lists the float fields in wire order.
+var floatFields = [...]floatField{
+	{"lat", FieldLat, -90, 90, func(p *Position) *float64 { return &p.Lat }},
+	{"lon", FieldLon, -180, 180, func(p *Position) *float64 { return &p.Lon }},
+	{"alt", FieldAlt, -12000, 100000, func(p *Position) *float64 { return &p.Alt }},
+	{"speed", FieldSpeed, 0, 2000, func(p *Position) *float64 { return &p.Speed }},
+	{"course", FieldCourse, 0, 360, func(p *Position) *float64 { return &p.Course }}, // 360 itself excluded
+	{"hdop", FieldHDOP, 0, 100, func(p *Position) *float64 { return &p.HDOP }},
+	{"acc", FieldAcc, 0, 1e6, func(p *Position) *float64 { return &p.Acc }},
+	{"batt", FieldBatt, 0, 100, func(p *Position) *float64 { return &p.Batt }},
+}
+
+// appendFloat appends v in the shortest form that reads back as the same
+// float64, in plain notation unless the exponent makes that unwieldy (the
+// same rule encoding/json uses). Both JSON and line protocol accept it.
+func appendFloat(dst []byte, v float64) []byte {
+	abs := v
+	if abs < 0 {
+		abs = -abs
+	}
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		return strconv.AppendFloat(dst, v, 'e', -1, 64)
+	}
+	return strconv.AppendFloat(dst, v, 'f', -1, 64)
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# make run: the whole stack in the foreground on loopback: influxd (unless
+# TRACKGATE_INFLUX_URL points at one), the gateway with its embedded broker,
+# the cloud, and a demo device publishing a moving position every second.
+# Data lives under ./var. Ctrl-C stops everything, newest first.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+HTTP_PORT=${HTTP_PORT:-8080}
+MQTT_PORT=${MQTT_PORT:-1883}
+WS_PORT=${WS_PORT:-8083}
+INFLUX_PORT=${INFLUX_PORT:-8086}
+DEVICE=${DEVICE:-demo-van}
+VAR="$root/var"
+LOGS="$VAR/log"
+mkdir -p "$LOGS"
+
+pids=()
+names=()
+stop_all() {
+	trap '' INT TERM
+	trap - EXIT
+	echo
+	echo "stopping..."
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		if kill -0 "${pids[i]}" 2>/dev/null; then
+			kill -TERM "${pids[i]}" 2>/dev/null || true
+			for _ in $(seq 100); do kill -0 "${pids[i]}" 2>/dev/null || break; sleep 0.1; done
+			kill -KILL "${pids[i]}" 2>/dev/null || true
+			wait "${pids[i]}" 2>/dev/null || true
+			echo "  stopped ${names[i]}"
+		fi
+	done
+}
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
+
+start() { # start NAME CMD... — runs CMD in the background, logging to var/log/NAME.log
+	local name=$1
+	shift
+	# Its own session: Ctrl-C reaches only this script, which stops the
+	# processes one by one, newest first.
+	setsid "$@" >"$LOGS/$name.log" 2>&1 &
+	pids+=($!)
+	names+=("$name")
+}
+
+wait_for() { # wait_for WHAT URL — until URL answers 2xx, or fail with the log
+	local what=$1 url=$2
+	for _ in $(seq 600); do
+		curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+		if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+			echo "$what exited; its log ($LOGS/$what.log):" >&2
+			tail -20 "$LOGS/$what.log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	echo "$what did not become ready at $url; see $LOGS/$what.log" >&2
+	exit 1
+}
+
+if [ -n "${TRACKGATE_INFLUX_URL:-}" ]; then
+	INFLUX_URL=$TRACKGATE_INFLUX_URL
+	echo "using InfluxDB at $INFLUX_URL (TRACKGATE_INFLUX_URL)"
+else
+	INFLUX_URL="http://127.0.0.1:$INFLUX_PORT"
+	mkdir -p "$VAR/influxdb"
+	cat >"$VAR/influxdb/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$((INFLUX_PORT + 2))"
+[meta]
+  dir = "$VAR/influxdb/meta"
+  logging-enabled = false
+[data]
+  dir = "$VAR/influxdb/data"
+  wal-dir = "$VAR/influxdb/wal"
+  query-log-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:$INFLUX_PORT"
+  auth-enabled = false
+  log-enabled = false
+  flux-enabled = true
+  pprof-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "warn"
+  suppress-logo = true
+CONF
+	start influxd "$root/.tools/bin/influxd" run -config "$VAR/influxdb/influxdb.conf"
+	wait_for influxd "$INFLUX_URL/ping"
+	curl -fsS -o /dev/null -XPOST "$INFLUX_URL/query" --data-urlencode "q=CREATE DATABASE trackgate"
+fi
+
+start gateway "$root/bin/gateway" --mqtt "127.0.0.1:$MQTT_PORT" --mqtt-ws "127.0.0.1:$WS_PORT" --insecure-allow-all
+start cloud "$root/bin/cloud" serve --http "127.0.0.1:$HTTP_PORT" --mqtt "tcp://127.0.0.1:$MQTT_PORT" \
+	--influx-url "$INFLUX_URL" --influx-bucket "${TRACKGATE_INFLUX_BUCKET:-trackgate}"
+wait_for cloud "http://127.0.0.1:$HTTP_PORT/readyz"
+start demo-device "$root/bin/phonesim" --mqtt "tcp://127.0.0.1:$MQTT_PORT" --device "$DEVICE" --interval 1s
+
+cat <<MSG
+
+trackgate is running (logs in var/log/, data in var/):
+  MQTT broker      tcp://127.0.0.1:$MQTT_PORT   ws://127.0.0.1:$WS_PORT
+  cloud            http://127.0.0.1:$HTTP_PORT   (/healthz /readyz /metrics)
+  InfluxDB         $INFLUX_URL   (database trackgate)
+  demo device      $DEVICE publishes a moving position every second
+
+Stored positions (run in another terminal):
+  curl -sG '$INFLUX_URL/query' --data-urlencode db=trackgate \\
+    --data-urlencode "q=SELECT lat, lon, speed, course FROM position WHERE device='$DEVICE' ORDER BY time DESC LIMIT 5"
+
+Publish a position yourself:
+  mosquitto_pub -p $MQTT_PORT -q 1 -t devices/my-phone/positions \\
+    -m "{\"time\":\"\$(date -u +%FT%TZ)\",\"lat\":52.37,\"lon\":4.89}"
+
+Ingest counters:
+  curl -s http://127.0.0.1:$HTTP_PORT/metrics | grep ^trackgate_
+
+Ctrl-C stops everything.
+MSG
+
+# Wait until interrupted, or until one of the processes dies.
+while :; do
+	for i in "${!pids[@]}"; do
+		if ! kill -0 "${pids[i]}" 2>/dev/null; then
+			echo "${names[i]} exited; last lines of $LOGS/${names[i]}.log:" >&2
+			tail -20 "$LOGS/${names[i]}.log" >&2
+			exit 1
+		fi
+	done
+	sleep 1
+done
