@@ -1,0 +1,71 @@
+// Package brokertest starts a real embedded broker on loopback for tests of
+// any component. It is imported from _test.go files only.
+package brokertest
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"trackgate/broker"
+)
+
+// Broker is a running broker and its addresses.
+type Broker struct {
+	*broker.Broker
+	TCPURL string // tcp://127.0.0.1:PORT
+	WSURL  string // ws://127.0.0.1:PORT/mqtt
+	stop   func()
+}
+
+// Stop stops the broker and waits for Run to return. Cleanup also calls it.
+func (b *Broker) Stop() { b.stop() }
+
+// Start runs a broker with TCP and WebSocket listeners on free loopback
+// ports. cfg's listener addresses are set here; when cfg.Auth is nil the
+// broker allows everyone. It is stopped when the test ends.
+func Start(t testing.TB, cfg broker.Config) *Broker {
+	t.Helper()
+	cfg.TCP, cfg.WebSocket = "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.Auth == nil {
+		cfg.InsecureAllowAll = true
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	b, err := broker.New(cfg)
+	if err != nil {
+		t.Fatalf("brokertest: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	select {
+	case <-b.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("brokertest: broker stopped before it was ready: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("brokertest: broker not ready after 10 s")
+	}
+	stopped := false
+	tb := &Broker{
+		Broker: b,
+		TCPURL: "tcp://" + b.Addr(broker.ListenerTCP).String(),
+		WSURL:  "ws://" + b.Addr(broker.ListenerWebSocket).String() + "/mqtt",
+	}
+	tb.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("brokertest: broker Run: %v", err)
+		}
+	}
+	t.Cleanup(tb.stop)
+	return tb
+}
