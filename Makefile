@@ -27,8 +27,10 @@ build: ## build every command into bin/
 tools: ## install the pinned influxd and staticcheck into .tools/bin and mosquitto-clients (idempotent)
 	@scripts/tools.sh
 
-bench: tools ## run the benchmarks (decode, ingest throughput into a real influxd)
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+bench: tools ## run the benchmarks: decode+validate, ingest and end-to-end throughput into a real influxd
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v -e /cloud$$ -e /cloud/ingest$$)
+	$(GO) test -run '^$$' -bench IngestInflux -benchtime 500000x -count=1 ./cloud/ingest
+	$(GO) test -run '^$$' -bench EndToEndMQTT -benchtime 200000x -count=1 ./cloud
 
 lint: tools ## gofmt, go vet, staticcheck, and go.mod tidiness
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

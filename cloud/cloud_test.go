@@ -38,7 +38,7 @@ type stack struct {
 	httpURL string
 }
 
-func startStack(t *testing.T, ing ingest.Config) *stack {
+func startStack(t testing.TB, ing ingest.Config) *stack {
 	t.Helper()
 	inf := testenv.StartInflux(t)
 	b := brokertest.Start(t, broker.Config{})
@@ -85,7 +85,7 @@ func startStack(t *testing.T, ing ingest.Config) *stack {
 }
 
 // waitFor polls cond until it holds, failing the test after a minute.
-func (s *stack) waitFor(t *testing.T, what string, cond func() bool) {
+func (s *stack) waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for !cond() {
@@ -148,7 +148,7 @@ func (s *stack) stored(t *testing.T) map[key]position.Position {
 
 // count returns how many points InfluxDB holds, through InfluxQL (cheap), or
 // -1 while it does not answer.
-func (s *stack) count(t *testing.T) int {
+func (s *stack) count(t testing.TB) int {
 	t.Helper()
 	body, err := s.influx.Query(`SELECT count(lat) FROM position`)
 	if err != nil {
@@ -173,7 +173,7 @@ func (s *stack) count(t *testing.T) int {
 
 // metric returns the value of one sample from /metrics, e.g.
 // `trackgate_ingest_positions_rejected_total{reason="range"}`.
-func (s *stack) metric(t *testing.T, name string) float64 {
+func (s *stack) metric(t testing.TB, name string) float64 {
 	t.Helper()
 	resp, err := http.Get(s.httpURL + "/metrics")
 	if err != nil {
