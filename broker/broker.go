@@ -107,6 +107,9 @@ func (b *Broker) Run(ctx context.Context) error {
 	if err := srv.AddHook(hook, nil); err != nil {
 		return fmt.Errorf("broker: add auth hook: %w", err)
 	}
+	if err := srv.AddHook(newTakeoverHook(srv.Clients, b.log), nil); err != nil {
+		return fmt.Errorf("broker: add session takeover hook: %w", err)
+	}
 
 	var opened []net.Listener
 	closeOpened := func() {

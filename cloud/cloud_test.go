@@ -32,47 +32,62 @@ import (
 // stack is a real influxd, a real embedded broker and the cloud process
 // between them, all on loopback.
 type stack struct {
-	influx  *testenv.Influx
-	broker  *brokertest.Broker
-	store   *influx.Client
-	httpURL string
+	influx    *testenv.Influx
+	broker    *brokertest.Broker
+	store     *influx.Client
+	cfg       cloud.Config
+	httpURL   string // of the cloud started last
+	stopCloud func() // stops the cloud started last
 }
 
 func startStack(t testing.TB, ing ingest.Config) *stack {
 	t.Helper()
 	inf := testenv.StartInflux(t)
 	b := brokertest.Start(t, broker.Config{})
-	cfg := cloud.Config{
+	s := &stack{influx: inf, broker: b, cfg: cloud.Config{
 		HTTP:   "127.0.0.1:0",
 		MQTT:   ingest.MQTTConfig{Broker: b.TCPURL},
 		Influx: influx.Config{URL: inf.URL, Bucket: inf.Database + "/autogen"},
 		Ingest: ing,
 		Logger: slog.New(slog.DiscardHandler),
+	}}
+	store, err := influx.New(s.cfg.Influx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c, err := cloud.New(cfg)
+	t.Cleanup(store.Close)
+	s.store = store
+	s.stopCloud = s.startCloud(t)
+	return s
+}
+
+// startCloud runs the cloud process until the test ends or the returned
+// function stops it (gracefully, as on SIGTERM).
+func (s *stack) startCloud(t testing.TB) (stop func()) {
+	t.Helper()
+	c, err := cloud.New(s.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("cloud Run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("cloud Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case <-c.HTTP().Ready():
 	case err := <-done:
 		t.Fatalf("cloud stopped: %v", err)
 	}
-	store, err := influx.New(cfg.Influx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	s := &stack{influx: inf, broker: b, store: store, httpURL: "http://" + c.HTTP().Addr().String()}
+	s.httpURL = "http://" + c.HTTP().Addr().String()
 	s.waitFor(t, "the cloud to be ready", func() bool {
 		resp, err := http.Get(s.httpURL + "/readyz")
 		if err != nil {
@@ -81,7 +96,7 @@ func startStack(t testing.TB, ing ingest.Config) *stack {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return s
+	return stop
 }
 
 // waitFor polls cond until it holds, failing the test after a minute.
@@ -313,6 +328,31 @@ func TestInfluxRestartMidStream(t *testing.T) {
 		t.Error("no transient write error counted: was InfluxDB really down during the stream?")
 	}
 	t.Logf("killed InfluxDB after %d positions, restarted after %d", killedAt, sent.Load())
+}
+
+// TestCloudRestartMidStream stops the cloud gracefully while positions
+// stream in and starts it again: the broker keeps what the ingest bridge had
+// not acknowledged and delivers it to the new process, so nothing is lost.
+func TestCloudRestartMidStream(t *testing.T) {
+	s := startStack(t, ingest.Config{})
+	published := fleet(100, 100)
+	var sent atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publish(t, s.broker.TCPURL, published, &sent)
+	}()
+	s.waitFor(t, "3,000 positions published", func() bool { return sent.Load() >= 3000 })
+	s.stopCloud()
+	stoppedAt := sent.Load()
+	s.waitFor(t, "2,000 more positions published while the cloud is down", func() bool {
+		return sent.Load() >= stoppedAt+2000 || sent.Load() == 10000
+	})
+	s.stopCloud = s.startCloud(t)
+	<-done
+	s.waitFor(t, "10,000 points in InfluxDB", func() bool { return s.count(t) == 10000 })
+	s.checkStored(t, published)
+	t.Logf("stopped the cloud after %d positions, started it again after %d", stoppedAt, sent.Load())
 }
 
 // TestBadPayloads publishes bad payloads between good ones: the bad ones are
