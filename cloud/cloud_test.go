@@ -317,6 +317,11 @@ func TestInfluxRestartMidStream(t *testing.T) {
 	s.waitFor(t, "3,000 positions published", func() bool { return sent.Load() >= 3000 })
 	s.influx.Kill()
 	killedAt := sent.Load()
+	if resp, err := http.Get(s.httpURL + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with InfluxDB down = %v, %v; want 503", resp.Status, err)
+	} else {
+		resp.Body.Close()
+	}
 	s.waitFor(t, "2,000 more positions published while InfluxDB is down", func() bool {
 		return sent.Load() >= killedAt+2000 || sent.Load() == 10000
 	})

@@ -92,6 +92,7 @@ type Pipeline struct {
 	slots   chan struct{} // one per unacknowledged message
 	in      chan Message
 	batches chan *batch
+	free    sync.Pool // of *batch, reused once written
 	logBad  rate.Sometimes
 }
 
@@ -114,9 +115,16 @@ func NewPipeline(cfg Config, w Writer, m *Metrics) *Pipeline {
 // messages are unacknowledged. It returns false, leaving the message
 // unacknowledged, if ctx ends first.
 func (p *Pipeline) Handle(ctx context.Context, msg Message) bool {
+	if ctx.Err() != nil {
+		return false
+	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
+		return false
+	}
+	if ctx.Err() != nil { // select picks at random when both were ready
+		<-p.slots
 		return false
 	}
 	p.m.messages.Inc()
@@ -218,7 +226,10 @@ func (p *Pipeline) batchLoop(ctx context.Context) {
 // add decodes msg and appends its valid positions to b (new when nil).
 func (p *Pipeline) add(b *batch, msg Message, scratch []position.Position) (*batch, []position.Position) {
 	if b == nil {
-		b = &batch{lines: make([]byte, 0, p.cfg.BatchSize*160), starts: make([]int, 0, p.cfg.BatchSize)}
+		b, _ = p.free.Get().(*batch)
+		if b == nil {
+			b = &batch{}
+		}
 	}
 	b.msgs = append(b.msgs, msg)
 	device, kind, err := topic.Parse(msg.Topic())
@@ -259,6 +270,14 @@ func (p *Pipeline) writeBatch(ctx context.Context, b *batch) {
 		msg.Ack()
 	}
 	p.release(len(b.msgs))
+	p.recycle(b)
+}
+
+// recycle keeps b's buffers for a later batch.
+func (p *Pipeline) recycle(b *batch) {
+	clear(b.msgs)
+	b.msgs, b.lines, b.starts = b.msgs[:0], b.lines[:0], b.starts[:0]
+	p.free.Put(b)
 }
 
 // writeLines writes lines (line i starting at starts[i]), retrying transient

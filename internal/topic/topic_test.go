@@ -39,3 +39,20 @@ func TestParse(t *testing.T) {
 		t.Errorf("Parse(x/y) = %v, want ErrNotDevice", err)
 	}
 }
+
+// FuzzParse checks that Parse never panics and that what it accepts builds
+// back into the same topic with a valid device id.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"devices/van-1/positions", "devices//x", "devices/a/b/c", "owntracks/a/b", "devices/\x00/status"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		device, kind, err := Parse(s)
+		if err != nil {
+			return
+		}
+		if ValidDevice(device) != nil || Device(device, kind) != s {
+			t.Fatalf("Parse(%q) = %q, %q: not a valid round trip", s, device, kind)
+		}
+	})
+}
