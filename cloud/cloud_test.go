@@ -433,3 +433,31 @@ func TestMosquittoPub(t *testing.T) {
 		t.Fatalf("stored %+v, want %+v", got, want)
 	}
 }
+
+// TestStoreRefusalIsolated: InfluxDB refuses one position of a batch (a field
+// type conflict in its shard); the good positions around it are stored.
+func TestStoreRefusalIsolated(t *testing.T) {
+	s := startStack(t, ingest.Config{})
+	// Make sats a string field in the shard holding 2001.
+	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := s.store.Write(context.Background(), []byte(fmt.Sprintf("position,device=seed sats=\"x\" %d\n", old.UnixNano()))); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	batch := fmt.Sprintf(`[{"time":%q,"lat":1,"lon":2,"sats":5},{"time":%q,"lat":3,"lon":4,"sats":6},{"time":%q,"lat":5,"lon":6,"sats":7}]`,
+		now.Format(time.RFC3339Nano), old.Add(time.Hour).Format(time.RFC3339Nano), now.Add(time.Second).Format(time.RFC3339Nano))
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(s.broker.TCPURL).SetClientID("mixed"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer c.Disconnect(250)
+	if tok := c.Publish("devices/mixed/positions", 1, false, batch); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	s.waitFor(t, "the refused position to be counted", func() bool {
+		return s.metric(t, `trackgate_ingest_positions_rejected_total{reason="store"}`) == 1
+	})
+	if n := s.count(t); n != 2 {
+		t.Fatalf("InfluxDB holds %d positions, want the 2 good ones", n)
+	}
+}
