@@ -303,10 +303,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-// TestInfluxRestartMidStream kills influxd while positions stream in and
-// starts it again: not one accepted position is lost.
-func TestInfluxRestartMidStream(t *testing.T) {
-	s := startStack(t, ingest.Config{RetryMax: 500 * time.Millisecond})
+// outageMidStream has 100 devices publish 10,000 positions; once 3,000 were
+// accepted it calls down, once 2,000 more were (or all) it calls up, and then
+// it checks that InfluxDB holds exactly what was published.
+func (s *stack) outageMidStream(t *testing.T, what string, down, up func()) {
+	t.Helper()
 	published := fleet(100, 100)
 	var sent atomic.Int64
 	done := make(chan struct{})
@@ -315,24 +316,36 @@ func TestInfluxRestartMidStream(t *testing.T) {
 		publish(t, s.broker.TCPURL, published, &sent)
 	}()
 	s.waitFor(t, "3,000 positions published", func() bool { return sent.Load() >= 3000 })
-	s.influx.Kill()
-	killedAt := sent.Load()
-	if resp, err := http.Get(s.httpURL + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("/readyz with InfluxDB down = %v, %v; want 503", resp.Status, err)
-	} else {
-		resp.Body.Close()
-	}
-	s.waitFor(t, "2,000 more positions published while InfluxDB is down", func() bool {
-		return sent.Load() >= killedAt+2000 || sent.Load() == 10000
+	down()
+	downAt := sent.Load()
+	s.waitFor(t, "2,000 more positions published while "+what+" is down", func() bool {
+		return sent.Load() >= downAt+2000 || sent.Load() == 10000
 	})
-	s.influx.Start()
+	up()
 	<-done
 	s.waitFor(t, "10,000 points in InfluxDB", func() bool { return s.count(t) == 10000 })
 	s.checkStored(t, published)
+	t.Logf("%s went down after %d positions had been published and came back after %d", what, downAt, sent.Load())
+}
+
+// TestInfluxRestartMidStream kills influxd while positions stream in and
+// starts it again: not one accepted position is lost.
+func TestInfluxRestartMidStream(t *testing.T) {
+	s := startStack(t, ingest.Config{RetryMax: 500 * time.Millisecond})
+	s.outageMidStream(t, "InfluxDB", func() {
+		s.influx.Kill()
+		resp, err := http.Get(s.httpURL + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("/readyz with InfluxDB down = %s, want 503", resp.Status)
+		}
+	}, s.influx.Start)
 	if got := s.metric(t, `trackgate_ingest_write_errors_total{kind="transient"}`); got == 0 {
 		t.Error("no transient write error counted: was InfluxDB really down during the stream?")
 	}
-	t.Logf("killed InfluxDB after %d positions, restarted after %d", killedAt, sent.Load())
 }
 
 // TestCloudRestartMidStream stops the cloud gracefully while positions
@@ -340,24 +353,7 @@ func TestInfluxRestartMidStream(t *testing.T) {
 // not acknowledged and delivers it to the new process, so nothing is lost.
 func TestCloudRestartMidStream(t *testing.T) {
 	s := startStack(t, ingest.Config{})
-	published := fleet(100, 100)
-	var sent atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		publish(t, s.broker.TCPURL, published, &sent)
-	}()
-	s.waitFor(t, "3,000 positions published", func() bool { return sent.Load() >= 3000 })
-	s.stopCloud()
-	stoppedAt := sent.Load()
-	s.waitFor(t, "2,000 more positions published while the cloud is down", func() bool {
-		return sent.Load() >= stoppedAt+2000 || sent.Load() == 10000
-	})
-	s.stopCloud = s.startCloud(t)
-	<-done
-	s.waitFor(t, "10,000 points in InfluxDB", func() bool { return s.count(t) == 10000 })
-	s.checkStored(t, published)
-	t.Logf("stopped the cloud after %d positions, started it again after %d", stoppedAt, sent.Load())
+	s.outageMidStream(t, "the cloud", func() { s.stopCloud() }, func() { s.stopCloud = s.startCloud(t) })
 }
 
 // TestBadPayloads publishes bad payloads between good ones: the bad ones are

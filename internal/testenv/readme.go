@@ -1,20 +1,31 @@
 package testenv
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"trackgate/internal/config"
 )
 
 var helpFlag = regexp.MustCompile(`(?m)^\s+--([a-z0-9-]+)`)
 
-// CheckREADMEFlags fails the test unless the repository's README.md
-// documents every flag listed in help (a command's --help text) together
-// with its TRACKGATE_* environment variable.
-func CheckREADMEFlags(t testing.TB, help string) {
+// CheckREADMEFlags runs a command's run function with args (which must ask
+// for help) and fails the test unless the help text names each flag's
+// TRACKGATE_* variable and the repository's README.md documents every flag
+// with its variable.
+func CheckREADMEFlags(t testing.TB, run config.RunFunc, args ...string) {
 	t.Helper()
+	var out bytes.Buffer
+	if err := run(context.Background(), args, &out, &out); !errors.Is(err, config.ErrHelp) {
+		t.Fatalf("run %q = %v, want the help error", args, err)
+	}
+	help := out.String()
 	readme, err := os.ReadFile(filepath.Join(RepoRoot(t), "README.md"))
 	if err != nil {
 		t.Fatalf("testenv: %v", err)

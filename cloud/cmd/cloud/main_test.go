@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"testing"
 
 	"trackgate/internal/config"
@@ -12,11 +11,7 @@ import (
 )
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {
-	var out bytes.Buffer
-	if err := run(context.Background(), []string{"serve", "--help"}, &out, &out); !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("run --help = %v, want flag.ErrHelp", err)
-	}
-	testenv.CheckREADMEFlags(t, out.String())
+	testenv.CheckREADMEFlags(t, run, "serve", "--help")
 }
 
 func TestUsageErrors(t *testing.T) {
