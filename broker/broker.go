@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -39,6 +40,11 @@ type Config struct {
 	// while they wait for an acknowledgement; default and maximum 65535. A
 	// subscriber that falls further behind loses messages, so it is set high.
 	MaxInflight uint16
+	// MaxPacketSize is the largest MQTT packet accepted, in bytes; a client
+	// sending a larger one is disconnected. Default 8 MiB: far above the
+	// 64 KiB position payload limit, which the ingest bridge enforces and
+	// counts, yet bounded.
+	MaxPacketSize uint32
 	// Logger receives the broker's logs; default slog.Default().
 	Logger *slog.Logger
 }
@@ -72,6 +78,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = 65535
+	}
+	if cfg.MaxPacketSize == 0 {
+		cfg.MaxPacketSize = 8 << 20
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -160,6 +169,7 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c := mqtt.NewDefaultServerCapabilities()
 	c.MaximumInflight = b.cfg.MaxInflight
 	c.MaximumClientWritesPending = int32(b.cfg.MaxInflight)
+	c.MaximumPacketSize = b.cfg.MaxPacketSize
 	return c
 }
 
@@ -168,6 +178,14 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 func (c *Config) RegisterFlags(fs *flag.FlagSet, allowAll bool) {
 	fs.StringVar(&c.TCP, "mqtt", ":1883", "MQTT listener `address`; empty disables it")
 	fs.StringVar(&c.WebSocket, "mqtt-ws", ":8083", "MQTT over WebSocket listener `address`; empty disables it")
+	fs.Func("mqtt-max-packet-size", "largest MQTT packet accepted, in `bytes` (default 8388608)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return err
+		}
+		c.MaxPacketSize = uint32(n)
+		return nil
+	})
 	fs.BoolVar(&c.InsecureAllowAll, "insecure-allow-all", allowAll,
 		"accept every client and topic without authentication (experiments only; device authentication is not built yet, so this is on by default for now)")
 }

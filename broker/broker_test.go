@@ -101,3 +101,20 @@ func connect(t *testing.T, url, id string) paho.Client {
 	t.Cleanup(func() { c.Disconnect(100) })
 	return c
 }
+
+// TestMaxPacketSize: a client sending a packet over the limit is disconnected.
+func TestMaxPacketSize(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{MaxPacketSize: 1024})
+	lost := make(chan struct{})
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(b.TCPURL).SetClientID("big").SetAutoReconnect(false).
+		SetConnectionLostHandler(func(paho.Client, error) { close(lost) }))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	c.Publish("devices/big/positions", 1, false, strings.Repeat("x", 2048))
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a client sending a packet over the limit stayed connected")
+	}
+}
