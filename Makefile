@@ -18,7 +18,7 @@ run: build tools ## bring the whole stack up (influxd, gateway, cloud, a demo de
 	@scripts/run.sh
 
 test: tools ## run the whole test suite against real servers
-	$(GO) test -count=1 -timeout 18m ./...
+	$(GO) test -race -count=1 -timeout 18m ./...
 
 build: ## build every command into bin/
 	@mkdir -p $(BIN)
