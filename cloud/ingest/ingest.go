@@ -151,10 +151,8 @@ func (p *Pipeline) release(n int) {
 func (p *Pipeline) Run(ctx context.Context) error {
 	drain, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDrain()
-	stop := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(p.cfg.DrainTimeout, cancelDrain)
-		context.AfterFunc(drain, func() { t.Stop() })
-	})
+	// Once ctx ends, writes go on against drain for DrainTimeout at most.
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(p.cfg.DrainTimeout, cancelDrain) })
 	defer stop()
 
 	var wg sync.WaitGroup
