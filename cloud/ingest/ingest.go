@@ -115,15 +115,12 @@ func NewPipeline(cfg Config, w Writer, m *Metrics) *Pipeline {
 // messages are unacknowledged. It returns false, leaving the message
 // unacknowledged, if ctx ends first.
 func (p *Pipeline) Handle(ctx context.Context, msg Message) bool {
-	if ctx.Err() != nil {
-		return false
-	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	if ctx.Err() != nil { // select picks at random when both were ready
+	if ctx.Err() != nil { // select picks at random when both are ready: ctx wins
 		<-p.slots
 		return false
 	}

@@ -250,6 +250,16 @@ func (f *fixture) handle(ctx context.Context, msgs ...*fakeMsg) {
 	}
 }
 
+// deliver hands msgs to the pipeline, waits until each is acknowledged, stops
+// the pipeline, and checks that each was acknowledged exactly once.
+func (f *fixture) deliver(msgs ...*fakeMsg) {
+	f.t.Helper()
+	f.handle(f.t.Context(), msgs...)
+	waitAcked(f.t, msgs...)
+	f.stop()
+	checkAcks(f.t, true, msgs...)
+}
+
 // metric returns the value of a counter or gauge, or the sample count of a
 // histogram, registered with f.reg under name with the given label pairs.
 func (f *fixture) metric(name string, labels ...string) float64 {
@@ -472,10 +482,7 @@ func TestPipelineRejectsInvalid(t *testing.T) {
 		w := newWriter(nil)
 		f := start(t, testConfig(), w)
 		msgs := []*fakeMsg{newMsg(positionsTopic("a"), `nope`), newMsg("devices/a/status", `online`)}
-		f.handle(t.Context(), msgs...)
-		waitAcked(t, msgs...)
-		f.stop()
-		checkAcks(t, true, msgs...)
+		f.deliver(msgs...)
 		if calls, _ := w.snapshot(); len(calls) != 0 {
 			t.Errorf("%d Write calls for a batch without valid positions, want none: %q", len(calls), calls)
 		}
@@ -595,11 +602,7 @@ func TestPipelineIsolatesPermanentErrors(t *testing.T) {
 				}
 			}
 			slices.Sort(want)
-			f.handle(t.Context(), msgs...)
-			waitAcked(t, msgs...)
-			f.stop()
-
-			checkAcks(t, true, msgs...)
+			f.deliver(msgs...)
 			if got := w.storedLines(); !slices.Equal(got, want) {
 				t.Errorf("written lines (each must appear once):\n%q\nwant:\n%q", got, want)
 			}
@@ -816,11 +819,7 @@ func TestPipelineBatching(t *testing.T) {
 				want = append(want, goodLine(d, i))
 			}
 			slices.Sort(want)
-			f.handle(t.Context(), msgs...)
-			waitAcked(t, msgs...)
-			f.stop()
-
-			checkAcks(t, true, msgs...)
+			f.deliver(msgs...)
 			calls, _ := w.snapshot()
 			var sizes []int
 			for _, c := range calls {
