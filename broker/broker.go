@@ -55,8 +55,29 @@ type Broker struct {
 	log   *slog.Logger
 	ready chan struct{}
 
-	mu    sync.Mutex // guards addrs
+	mu    sync.Mutex // guards addrs and srv
 	addrs map[string]net.Addr
+	srv   *mqtt.Server // while serving
+}
+
+// ErrNotRunning is returned by Publish when the broker is not serving.
+var ErrNotRunning = errors.New("broker: not running")
+
+// Publish publishes a message from inside the process (the gateway's own
+// readers) to the broker's subscribers, as QoS 1: subscribers at QoS 1 get it
+// at least once, and a persistent session that is offline keeps it. Inside
+// publishers are trusted: no authentication or ACL applies.
+func (b *Broker) Publish(topic string, payload []byte, retain bool) error {
+	b.mu.Lock()
+	srv := b.srv
+	b.mu.Unlock()
+	if srv == nil {
+		return ErrNotRunning
+	}
+	if err := srv.Publish(topic, payload, retain, 1); err != nil {
+		return fmt.Errorf("broker: publish %s: %w", topic, err)
+	}
+	return nil
 }
 
 // Listener names, as Addr takes them.
@@ -104,7 +125,7 @@ func (b *Broker) Addr(name string) net.Addr {
 // cannot be opened.
 func (b *Broker) Run(ctx context.Context) error {
 	srv := mqtt.New(&mqtt.Options{
-		InlineClient: false,
+		InlineClient: true, // Publish
 		Logger:       b.log.With("component", "mqtt"),
 		Capabilities: b.capabilities(),
 	})
@@ -155,10 +176,16 @@ func (b *Broker) Run(ctx context.Context) error {
 		closeOpened()
 		return fmt.Errorf("broker: serve: %w", err)
 	}
+	b.mu.Lock()
+	b.srv = srv
+	b.mu.Unlock()
 	close(b.ready)
 
 	<-ctx.Done()
 	b.log.Info("broker stopping: disconnecting clients")
+	b.mu.Lock()
+	b.srv = nil
+	b.mu.Unlock()
 	if err := srv.Close(); err != nil {
 		return fmt.Errorf("broker: close: %w", err)
 	}

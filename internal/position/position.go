@@ -29,6 +29,9 @@ const (
 	FieldFix
 	FieldAcc
 	FieldBatt
+	FieldPDOP
+	FieldVDOP
+	FieldGeoid
 )
 
 // Required is the set of fields every position must carry.
@@ -75,6 +78,9 @@ type Position struct {
 	Fix    Fix       // kind of solution
 	Acc    float64   // estimated horizontal accuracy, metres
 	Batt   float64   // battery level, percent
+	PDOP   float64   // position (3D) dilution of precision
+	VDOP   float64   // vertical dilution of precision
+	Geoid  float64   // geoid separation: height of the geoid above the WGS 84 ellipsoid, metres (ellipsoidal height = Alt + Geoid)
 	Set    Fields    // the fields present
 }
 
@@ -157,9 +163,12 @@ var floatFields = [...]floatField{
 	{"lat", FieldLat, -90, 90, func(p *Position) *float64 { return &p.Lat }},
 	{"lon", FieldLon, -180, 180, func(p *Position) *float64 { return &p.Lon }},
 	{"alt", FieldAlt, -12000, 100000, func(p *Position) *float64 { return &p.Alt }},
+	{"geoid", FieldGeoid, -200, 200, func(p *Position) *float64 { return &p.Geoid }},
 	{"speed", FieldSpeed, 0, 2000, func(p *Position) *float64 { return &p.Speed }},
 	{"course", FieldCourse, 0, 360, func(p *Position) *float64 { return &p.Course }}, // 360 itself excluded
 	{"hdop", FieldHDOP, 0, 100, func(p *Position) *float64 { return &p.HDOP }},
+	{"pdop", FieldPDOP, 0, 100, func(p *Position) *float64 { return &p.PDOP }},
+	{"vdop", FieldVDOP, 0, 100, func(p *Position) *float64 { return &p.VDOP }},
 	{"acc", FieldAcc, 0, 1e6, func(p *Position) *float64 { return &p.Acc }},
 	{"batt", FieldBatt, 0, 100, func(p *Position) *float64 { return &p.Batt }},
 }
