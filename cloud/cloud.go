@@ -17,7 +17,7 @@ import (
 
 	"trackgate/cloud/influx"
 	"trackgate/cloud/ingest"
-	"trackgate/cloud/server"
+	"trackgate/internal/server"
 )
 
 // Config configures the cloud process.

@@ -286,6 +286,7 @@ func (r *Reader) read(ctx context.Context, c conn, prefix []byte) (good bool, er
 		// epoch: its sentences were accepted.
 		r.asm.Flush(r.epoch)
 		r.framed = r.framed.Add(r.framer.Stats())
+		r.framer = nmeaframe.New(r.cfg.Lax, r.cfg.MaxLine)
 		r.sync(0)
 	}()
 	feed := func(p []byte) {

@@ -1,7 +1,9 @@
 package receiver
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -145,4 +147,31 @@ func parseUSBID(s string) (USBID, error) {
 		}
 	}
 	return id, nil
+}
+
+// ParseSpecs reads a sources file: one ParseSpec value per line; blank lines
+// and lines starting with '#' are skipped. It is how USB receivers keep their
+// device ids: list them by VID, PID and serial number, e.g.
+//
+//	# u-blox on the dashboard, Prolific adapter in the boot
+//	usb:1546:01a8:00000001=van-dash
+//	usb:067b:2303@4800=van-boot
+func ParseSpecs(r io.Reader) ([]Spec, error) {
+	var specs []Spec
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		s, err := ParseSpec(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		specs = append(specs, s)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read sources: %w", err)
+	}
+	return specs, nil
 }

@@ -1,4 +1,4 @@
-// Package server is the cloud's HTTP server: it mounts the cloud's handlers
+// Package server is the HTTP server of trackgate's processes: it mounts their handlers
 // and serves the operational endpoints /healthz (the process is up), /readyz
 // (its dependencies answer) and /metrics (Prometheus).
 package server
@@ -32,7 +32,7 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Server is the cloud's HTTP server.
+// Server is a process's HTTP server.
 type Server struct {
 	cfg   Config
 	mux   *http.ServeMux
