@@ -226,6 +226,7 @@ func (r *Reader) offline(err error) {
 	}
 	r.mu.Lock()
 	changed := r.st.State != StateOffline || r.st.Error != msg
+	r.st.Port, r.st.Baud = "", 0
 	r.mu.Unlock()
 	if changed {
 		r.log.Warn("source offline", logx.Err(err))
@@ -236,6 +237,9 @@ func (r *Reader) offline(err error) {
 // setState moves to state and reports the status when it changed (or when
 // force is set).
 func (r *Reader) setState(state, errMsg string, force bool) {
+	if r.framer != nil {
+		r.sync(0)
+	}
 	now := time.Now().UTC()
 	r.mu.Lock()
 	changed := r.st.State != state || r.st.Error != errMsg
@@ -243,9 +247,6 @@ func (r *Reader) setState(state, errMsg string, force bool) {
 		r.st.Since = now
 	}
 	r.st.State, r.st.Error = state, errMsg
-	if state == StateOffline {
-		r.st.Port, r.st.Baud = "", 0
-	}
 	s := r.st
 	r.mu.Unlock()
 	if changed || force {
@@ -279,7 +280,7 @@ func (r *Reader) read(ctx context.Context, c conn, prefix []byte) (good bool, er
 		}
 	}
 	start := time.Now()
-	r.lastLine = start
+	r.lastLine, r.lastState = start, start
 	lastByte := start
 	defer func() {
 		// Keep the counts of this connection, and hand on a pending
