@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -279,4 +280,113 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
 	return string(b)
+}
+
+// TestUnplugReplug unplugs the receiver and plugs it back in, twice, and
+// checks the device goes offline and comes back, the reader resumes within
+// 2 s of the receiver's return, and the retained status ends offline when
+// the gateway stops.
+func TestUnplugReplug(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "gps0")
+	faults, _ := gpssim.ParseFaults("unplug=1500ms,replug=1s")
+	sim := startSim(t, gpssim.Config{Link: link, Rate: 10, Baud: 4800, Profile: gpssim.MTK, Faults: faults, Seed: 2})
+	spec, _ := receiver.ParseSpec("serial:" + link + "=van")
+	g := startGateway(t, Config{Sources: []receiver.Spec{spec}})
+	positions := subscribe(t, g.mqtt, "devices/van/positions")
+	statuses := subscribe(t, g.mqtt, "devices/van/status")
+
+	// Watch the pty come and go.
+	replugged := make(chan time.Time, 10)
+	go func() {
+		plugged := true
+		for range 3000 {
+			p := sim.Path() != ""
+			if p && !plugged {
+				replugged <- time.Now()
+			}
+			plugged = p
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var resumes []time.Duration
+	for len(resumes) < 2 {
+		var back time.Time
+		select {
+		case back = <-replugged:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no replug after 5 s (%d so far)", len(resumes))
+		}
+		for first := true; first; {
+			select {
+			case m := <-positions:
+				if m.at.After(back) {
+					resumes = append(resumes, m.at.Sub(back))
+					first = false
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("no fix within 3 s of the replug")
+			}
+		}
+	}
+	t.Logf("resumed %v after replug", resumes)
+	for _, d := range resumes {
+		if d > 2*time.Second {
+			t.Errorf("resumed %v after replug, want within 2 s", d)
+		}
+	}
+	g.stop()
+
+	var states []string
+	var last receiver.Status
+	for more := true; more; {
+		select {
+		case m := <-statuses:
+			last = status(t, m)
+			if len(states) == 0 || states[len(states)-1] != last.State {
+				states = append(states, last.State)
+			}
+		case <-time.After(time.Second):
+			more = false
+		}
+	}
+	got := strings.Join(states, ",")
+	if !strings.HasPrefix(got, "online,offline,online,offline,online") || last.State != receiver.StateOffline {
+		t.Errorf("states %s, want online and offline in turn, ending offline", got)
+	}
+	if last.Counters.Reconnects < 2 || last.Receiver == "" {
+		t.Errorf("final status %+v: want 2 reconnects and the MTK firmware", last)
+	}
+}
+
+// TestReadOnly checks that a read-only gateway never writes to the
+// receiver, and that otherwise it asks an MTK receiver for its firmware.
+func TestReadOnly(t *testing.T) {
+	for _, readOnly := range []bool{true, false} {
+		t.Run(fmt.Sprintf("read-only=%v", readOnly), func(t *testing.T) {
+			link := filepath.Join(t.TempDir(), "gps0")
+			sim := startSim(t, gpssim.Config{Link: link, Rate: 10, Profile: gpssim.MTK, Seed: 3})
+			spec, _ := receiver.ParseSpec("serial:" + link + "@9600=van")
+			g := startGateway(t, Config{Sources: []receiver.Spec{spec}, Receiver: receiver.Config{ReadOnly: readOnly, StatusEvery: 100 * time.Millisecond}})
+			statuses := subscribe(t, g.mqtt, "devices/van/status")
+			deadline := time.After(5 * time.Second)
+			for {
+				select {
+				case m := <-statuses:
+					s := status(t, m)
+					if s.Counters.Fixes < 10 {
+						continue
+					}
+					if readOnly && (sim.Received() != 0 || s.Receiver != "") {
+						t.Fatalf("read-only: %d bytes written to the receiver, receiver %q", sim.Received(), s.Receiver)
+					}
+					if !readOnly && (sim.Received() == 0 || !strings.HasPrefix(s.Receiver, "MTK ")) {
+						continue // the answer may take an epoch or two
+					}
+					return
+				case <-deadline:
+					t.Fatalf("no status with 10 fixes (and, unless read-only, the receiver's firmware); %d bytes written to the receiver", sim.Received())
+				}
+			}
+		})
+	}
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make run: the whole stack in the foreground on loopback: influxd (unless
 # TRACKGATE_INFLUX_URL points at one), the gateway with its embedded broker,
-# the cloud, and a demo device publishing a moving position every second.
+# the cloud, and a simulated GPS receiver (gpssim, a u-blox on a pseudo-
+# terminal at ./var/gps0) that the gateway reads as it would /dev/ttyUSB0.
 # Data lives under ./var. Ctrl-C stops everything, newest first.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,6 +11,7 @@ cd "$root"
 HTTP_PORT=${HTTP_PORT:-8080}
 MQTT_PORT=${MQTT_PORT:-1883}
 WS_PORT=${WS_PORT:-8083}
+GATEWAY_HTTP_PORT=${GATEWAY_HTTP_PORT:-8081}
 INFLUX_PORT=${INFLUX_PORT:-8086}
 DEVICE=${DEVICE:-demo-van}
 VAR="$root/var"
@@ -97,11 +99,13 @@ CONF
 	curl -fsS -o /dev/null -XPOST "$INFLUX_URL/query" --data-urlencode "q=CREATE DATABASE trackgate"
 fi
 
-start gateway "$root/bin/gateway" --mqtt "127.0.0.1:$MQTT_PORT" --mqtt-ws "127.0.0.1:$WS_PORT" --insecure-allow-all
+start gpssim "$root/bin/gpssim" --link "$VAR/gps0" --rate 1 --baud 9600 --profile ublox
+start gateway "$root/bin/gateway" --mqtt "127.0.0.1:$MQTT_PORT" --mqtt-ws "127.0.0.1:$WS_PORT" --insecure-allow-all \
+	--http "127.0.0.1:$GATEWAY_HTTP_PORT" --source "serial:$VAR/gps0=$DEVICE"
+wait_for gateway "http://127.0.0.1:$GATEWAY_HTTP_PORT/healthz"
 start cloud "$root/bin/cloud" serve --http "127.0.0.1:$HTTP_PORT" --mqtt "tcp://127.0.0.1:$MQTT_PORT" \
 	--influx-url "$INFLUX_URL" --influx-bucket "${TRACKGATE_INFLUX_BUCKET:-trackgate}"
 wait_for cloud "http://127.0.0.1:$HTTP_PORT/readyz"
-start demo-device "$root/bin/phonesim" --mqtt "tcp://127.0.0.1:$MQTT_PORT" --device "$DEVICE" --interval 1s
 
 cat <<MSG
 
@@ -109,7 +113,8 @@ trackgate is running (logs in var/log/, data in var/):
   MQTT broker      tcp://127.0.0.1:$MQTT_PORT   ws://127.0.0.1:$WS_PORT
   cloud            http://127.0.0.1:$HTTP_PORT   (/healthz /readyz /metrics)
   InfluxDB         $INFLUX_URL   (database trackgate)
-  demo device      $DEVICE publishes a moving position every second
+  gateway          http://127.0.0.1:$GATEWAY_HTTP_PORT   (/status /metrics)
+  GPS receiver     gpssim on var/gps0 (u-blox, 1 Hz, 9600 baud), read by the gateway as device $DEVICE
 
 Stored positions (run in another terminal):
   curl -sG '$INFLUX_URL/query' --data-urlencode db=trackgate \\
@@ -119,7 +124,9 @@ Publish a position yourself:
   mosquitto_pub -p $MQTT_PORT -q 1 -t devices/my-phone/positions \\
     -m "{\"time\":\"\$(date -u +%FT%TZ)\",\"lat\":52.37,\"lon\":4.89}"
 
-Ingest counters:
+The receiver's state and counters, and the ingest counters:
+  curl -s http://127.0.0.1:$GATEWAY_HTTP_PORT/status
+  mosquitto_sub -p $MQTT_PORT -v -t 'devices/+/status'
   curl -s http://127.0.0.1:$HTTP_PORT/metrics | grep ^trackgate_
 
 Ctrl-C stops everything.
