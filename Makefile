@@ -27,8 +27,11 @@ build: ## build every command into bin/
 tools: ## install the pinned influxd and staticcheck into .tools/bin and mosquitto-clients (idempotent)
 	@scripts/tools.sh
 
-bench: tools ## run the benchmarks: decode+validate, ingest and end-to-end throughput into a real influxd
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v -e /cloud$$ -e /cloud/ingest$$)
+bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, ingest and end-to-end throughput
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v -e /cloud$$ -e /cloud/ingest$$ -e /gateway$$ -e /hw/receiver$$)
+	$(GO) test -run '^$$' -bench Pipeline -benchmem -benchtime 3s -cpu 1 -count=1 ./hw/receiver
+	$(GO) test -run '^$$' -bench FixLatency -benchtime 1000x -count=1 ./gateway
+	$(GO) test -run '^TestUnplugReplug$$' -v -count=1 ./gateway | grep resumed
 	$(GO) test -run '^$$' -bench IngestInflux -benchtime 500000x -count=1 ./cloud/ingest
 	$(GO) test -run '^$$' -bench EndToEndMQTT -benchtime 200000x -count=1 ./cloud
 

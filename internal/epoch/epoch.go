@@ -398,7 +398,8 @@ func (a *Assembler) build(c *acc, e *Epoch) {
 		p.Set |= position.FieldTime
 	}
 	kind, valid := c.solution()
-	if !valid || !c.hasLatLon {
+	if !valid || !c.hasLatLon || c.tod < 0 {
+		// A solution without a time of day cannot be placed on a track.
 		p.Fix, p.Set = position.FixNone, p.Set|position.FieldFix
 		return
 	}
