@@ -29,6 +29,7 @@
 package epoch
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strconv"
@@ -88,9 +89,9 @@ type Assembler struct {
 	out    Epoch
 
 	// Learning the sentence that ends every epoch.
-	lastKey   string // key of the last sentence merged into cur
-	candidate string // last sentence before the last change of time
-	ender     string // learned end of epoch; "" while unknown
+	lastKey   sentenceKey // the last sentence merged into cur
+	candidate sentenceKey // the last sentence before the last change of time
+	ender     sentenceKey // learned end of epoch; zero while unknown
 
 	// The last date seen or derived, with its time of day, to carry the
 	// date forward to epochs without one.
@@ -127,7 +128,12 @@ func (a *Assembler) Stats() Stats { return a.stats }
 
 // Ender returns the learned last sentence of an epoch (talker and type, such
 // as "GNGLL"), or "" while it is not known.
-func (a *Assembler) Ender() string { return a.ender }
+func (a *Assembler) Ender() string {
+	if a.ender == (sentenceKey{}) {
+		return ""
+	}
+	return string(a.ender[:])
+}
 
 // Pending reports whether sentences are waiting for their epoch to end.
 func (a *Assembler) Pending() bool { return a.cur.n > 0 }
@@ -145,6 +151,11 @@ func (a *Assembler) AddLine(line []byte, emit func(*Epoch)) error {
 	if !usedType(line) {
 		a.stats.Ignored++
 		return nil
+	}
+	if string(line[3:6]) == "GSV" {
+		// Half the sentences of a multi-GNSS receiver, and only three
+		// numbers of each are needed: read them in place.
+		return a.addGSVLine(line, emit)
 	}
 	s, err := a.parser.Parse(string(line))
 	if err != nil {
@@ -176,7 +187,11 @@ func usedType(line []byte) bool {
 // sentence whose time or date is out of range; other sentence types are
 // ignored.
 func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
-	key := s.Prefix()
+	var key sentenceKey
+	if t, typ := s.TalkerID(), s.DataType(); len(t) == 2 && len(typ) == 3 {
+		copy(key[:2], t)
+		copy(key[2:], typ)
+	}
 	tod := int64(-1)
 	switch m := s.(type) {
 	case nmea.RMC:
@@ -313,25 +328,82 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			c.setCourse(m.TrueTrack, false)
 		}
 	case nmea.GSV:
-		a.begin(-1, emit)
-		if has(m.Fields, 2) {
-			a.cur.inView(m.TalkerID(), int(m.NumberSVsInView))
-		}
-		if m.MessageNumber != m.TotalMessages {
-			key = "" // only the last of a group can end an epoch
-		}
+		var talker [2]byte
+		copy(talker[:], m.TalkerID())
+		a.addGSV(key, talker, int(m.MessageNumber), int(m.TotalMessages), int(m.NumberSVsInView), has(m.Fields, 2), emit)
+		return nil
 	default:
 		a.stats.Ignored++
 		return nil
 	}
-	a.stats.Parsed++
-	a.cur.n++
-	a.lastKey = key
-	if key != "" && key == a.ender && a.cur.tod >= 0 {
-		a.flush(byEnder, emit)
-	}
+	a.merged(key, emit)
 	return nil
 }
+
+// merged finishes merging a sentence with key k: it is the epoch's last so
+// far, and if it is the learned end, the epoch is handed on.
+func (a *Assembler) merged(k sentenceKey, emit func(*Epoch)) {
+	a.stats.Parsed++
+	a.cur.n++
+	a.lastKey = k
+	if k != (sentenceKey{}) && k == a.ender && a.cur.tod >= 0 {
+		a.flush(byEnder, emit)
+	}
+}
+
+// addGSV merges a GSV sentence: satellites in view per talker.
+func (a *Assembler) addGSV(k sentenceKey, talker [2]byte, num, total, inView int, hasInView bool, emit func(*Epoch)) {
+	a.begin(-1, emit)
+	if hasInView {
+		a.cur.inView(talker, inView)
+	}
+	if num != total {
+		k = sentenceKey{} // only the last of a group can end an epoch
+	}
+	a.merged(k, emit)
+}
+
+// addGSVLine reads the message count, message number and satellites in
+// view of a GSV sentence ("$ttGSV,3,1,12,…") without go-nmea.
+func (a *Assembler) addGSVLine(line []byte, emit func(*Epoch)) error {
+	if i := bytes.LastIndexByte(line, '*'); i > 0 {
+		line = line[:i]
+	}
+	var nums [3]int
+	var present [3]bool
+	rest := line[7:]
+	for i := range nums {
+		field := rest
+		if j := bytes.IndexByte(rest, ','); j >= 0 {
+			field, rest = rest[:j], rest[j+1:]
+		} else {
+			rest = nil
+		}
+		if len(field) > 3 {
+			a.stats.ParseErrors++
+			return fmt.Errorf("parse %.6s: field %d: %q is not a small number", line, i+1, field)
+		}
+		for _, c := range field {
+			if c < '0' || c > '9' {
+				a.stats.ParseErrors++
+				return fmt.Errorf("parse %.6s: field %d: %q is not a number", line, i+1, field)
+			}
+			nums[i] = nums[i]*10 + int(c-'0')
+		}
+		present[i] = len(field) > 0
+	}
+	if !present[0] || !present[1] {
+		a.stats.ParseErrors++
+		return fmt.Errorf("parse %.6s: no message count or number", line)
+	}
+	var k sentenceKey
+	copy(k[:], line[1:6])
+	a.addGSV(k, [2]byte{line[1], line[2]}, nums[1], nums[0], nums[2], present[2], emit)
+	return nil
+}
+
+// sentenceKey is a sentence's talker and type ("GNGLL"); zero for none.
+type sentenceKey [5]byte
 
 // Flush hands on the pending epoch, if any: call it when the line has been
 // quiet for a while, so the last epoch of a burst is not held back.
@@ -351,7 +423,7 @@ func (a *Assembler) begin(tod int64, emit func(*Epoch)) {
 		// More of the epoch handed on last: reopen it, keeping what
 		// arrived since (later sentences win).
 		if a.prevBy == byEnder {
-			a.ender, a.candidate = "", ""
+			a.ender, a.candidate = sentenceKey{}, sentenceKey{}
 		}
 		a.prev.merge(&a.cur)
 		a.cur, a.prev = a.prev, a.cur
@@ -361,7 +433,7 @@ func (a *Assembler) begin(tod int64, emit func(*Epoch)) {
 		a.cur.tod = tod
 	case tod != a.cur.tod:
 		// The next epoch starts: learn what ended this one.
-		if a.lastKey != "" {
+		if a.lastKey != (sentenceKey{}) {
 			if a.lastKey == a.candidate {
 				a.ender = a.lastKey
 			}
@@ -386,7 +458,7 @@ func (a *Assembler) flush(by flushKind, emit func(*Epoch)) {
 	a.prev, a.cur = a.cur, a.prev
 	a.prevBy = by
 	a.cur.reset()
-	a.lastKey = ""
+	a.lastKey = sentenceKey{}
 }
 
 // build turns an accumulated epoch into an Epoch.
@@ -576,7 +648,7 @@ type acc struct {
 }
 
 type view struct {
-	talker string
+	talker [2]byte
 	n      int
 }
 
@@ -613,7 +685,7 @@ func (c *acc) setCourse(v float64, rmc bool) {
 	c.course, c.hasCourse, c.courseRMC = v, true, rmc
 }
 
-func (c *acc) inView(talker string, n int) {
+func (c *acc) inView(talker [2]byte, n int) {
 	for i := 0; i < c.nViews; i++ {
 		if c.views[i].talker == talker {
 			c.views[i].n = max(c.views[i].n, n)

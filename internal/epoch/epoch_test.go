@@ -147,7 +147,9 @@ func TestAssemble(t *testing.T) {
 			},
 			want: []Epoch{
 				{Valid: true, SatsInView: -1, Sentences: 3, Position: pos("2026-11-21T23:59:59.5Z", 52+22.2318/60, 4+53.7111/60, position.FixDGPS, F|FA|position.FieldHDOP|position.FieldPDOP|position.FieldVDOP|position.FieldSats,
-					func(p *position.Position) { p.Alt, p.Geoid, p.HDOP, p.PDOP, p.VDOP, p.Sats = -3.5, 46, 0.9, 1.5, 1.2, 8 })},
+					func(p *position.Position) {
+						p.Alt, p.Geoid, p.HDOP, p.PDOP, p.VDOP, p.Sats = -3.5, 46, 0.9, 1.5, 1.2, 8
+					})},
 				{Valid: true, SatsInView: -1, Sentences: 1, Position: pos("2026-11-22T00:00:00.5Z", 52+22.2318/60, 4+53.7111/60, position.FixRTK, F|FA|position.FieldHDOP|position.FieldSats,
 					func(p *position.Position) { p.Alt, p.Geoid, p.HDOP, p.Sats = -3.5, 46, 0.9, 8 })},
 				{Valid: true, SatsInView: -1, Sentences: 1, Position: pos("2026-11-22T00:00:01.5Z", 52+22.2318/60, 4+53.7111/60, position.FixFloat, F|position.FieldHDOP|position.FieldSats,
