@@ -31,7 +31,6 @@ package epoch
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -204,7 +203,9 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 		c := &a.cur
 		c.rmc, c.rmcStatus, c.rmcMode = true, m.Validity, m.FFAMode
 		if has(m.Fields, 2) && has(m.Fields, 4) {
-			c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[2]), m.Validity == nmea.ValidRMC)
+			if err := c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[2]), m.Validity == nmea.ValidRMC); err != nil {
+				return err
+			}
 		}
 		if has(m.Fields, 6) {
 			c.setSpeed(m.Speed*knot, true)
@@ -230,7 +231,9 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 		c.gga, c.ggaQuality = true, m.FixQuality
 		valid := m.FixQuality != nmea.Invalid && m.FixQuality != ""
 		if has(m.Fields, 1) && has(m.Fields, 3) {
-			c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[1]), valid)
+			if err := c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[1]), valid); err != nil {
+				return err
+			}
 		}
 		if has(m.Fields, 6) {
 			c.sats, c.hasSats = int(m.NumSatellites), true
@@ -254,7 +257,9 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 		c := &a.cur
 		c.gns, c.gnsMode = true, gnsBest(m.Mode)
 		if has(m.Fields, 1) && has(m.Fields, 3) {
-			c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[1]), c.gnsMode != "N")
+			if err := c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[1]), c.gnsMode != "N"); err != nil {
+				return err
+			}
 		}
 		if has(m.Fields, 6) && !c.hasSats {
 			c.sats, c.hasSats = int(m.SVs), true
@@ -278,7 +283,9 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 		c := &a.cur
 		c.gll, c.gllStatus, c.gllMode = true, m.Validity, m.FFAMode
 		if has(m.Fields, 0) && has(m.Fields, 2) {
-			c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[0]), m.Validity == nmea.ValidGLL)
+			if err := c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[0]), m.Validity == nmea.ValidGLL); err != nil {
+				return err
+			}
 		}
 	case nmea.ZDA:
 		if t, err := todOf(m.Time); err != nil {
@@ -366,7 +373,7 @@ func (a *Assembler) addGSV(k sentenceKey, talker [2]byte, num, total, inView int
 // addGSVLine reads the message count, message number and satellites in
 // view of a GSV sentence ("$ttGSV,3,1,12,…") without go-nmea.
 func (a *Assembler) addGSVLine(line []byte, emit func(*Epoch)) error {
-	if i := bytes.LastIndexByte(line, '*'); i > 0 {
+	if i := bytes.LastIndexByte(line, '*'); i >= 7 {
 		line = line[:i]
 	}
 	var nums [3]int
@@ -504,6 +511,7 @@ func (a *Assembler) build(c *acc, e *Epoch) {
 	case c.hasSats && c.sats >= 0:
 		p.Sats, p.Set = c.sats, p.Set|position.FieldSats
 	}
+	p.DropOutOfRange()
 }
 
 const msPerDay = 86_400_000
@@ -656,14 +664,15 @@ func (c *acc) reset() { *c = acc{tod: -1} }
 
 // setLatLon records a position; among several, the most precise wins, and
 // of equally precise ones the later.
-func (c *acc) setLatLon(lat, lon float64, digits int, valid bool) {
-	if math.IsNaN(lat) || math.IsNaN(lon) {
-		return
+func (c *acc) setLatLon(lat, lon float64, digits int, valid bool) error {
+	if !(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180) {
+		return fmt.Errorf("position %v, %v out of range", lat, lon)
 	}
 	if c.hasLatLon && digits < c.latDigits {
-		return
+		return nil
 	}
 	c.lat, c.lon, c.latDigits, c.latValid, c.hasLatLon = lat, lon, digits, valid, true
+	return nil
 }
 
 // setSpeed records a speed in m/s; RMC's wins over VTG's.
@@ -793,7 +802,7 @@ func (c *acc) merge(src *acc) {
 		c.day, c.hasDay = src.day, true
 	}
 	if src.hasLatLon {
-		c.setLatLon(src.lat, src.lon, src.latDigits, src.latValid)
+		_ = c.setLatLon(src.lat, src.lon, src.latDigits, src.latValid) // checked when src took it
 	}
 	if src.hasSpeed {
 		c.setSpeed(src.speed, src.speedRMC)

@@ -91,15 +91,11 @@ func (p *Position) validate(now time.Time) *Error {
 			Detail: p.Time.Format(time.RFC3339Nano) + " is more than " + MaxFuture.String() + " ahead of " + now.UTC().Format(time.RFC3339)}
 	}
 	for _, b := range floatFields {
-		if !p.Has(b.bit) {
-			continue
-		}
-		// Written so that NaN fails too.
-		if v := *b.ptr(p); !(v >= b.min && v <= b.max) || (b.bit == FieldCourse && v == 360) {
-			return &Error{Index: -1, Field: b.name, Reason: ReasonRange, Detail: rangeDetail(v, b)}
+		if p.Has(b.bit) && !b.inRange(*b.ptr(p)) {
+			return &Error{Index: -1, Field: b.name, Reason: ReasonRange, Detail: rangeDetail(*b.ptr(p), b)}
 		}
 	}
-	if p.Has(FieldSats) && (p.Sats < 0 || p.Sats > 255) {
+	if p.Has(FieldSats) && !satsInRange(p.Sats) {
 		return &Error{Index: -1, Field: "sats", Reason: ReasonRange, Detail: strconv.Itoa(p.Sats) + " is not within [0, 255]"}
 	}
 	if p.Has(FieldFix) && !p.Fix.Valid() {
@@ -107,6 +103,31 @@ func (p *Position) validate(now time.Time) *Error {
 			Detail: strconv.Quote(string(p.Fix)) + " is not one of none, 2d, 3d, dgps, rtk, float, dr"}
 	}
 	return nil
+}
+
+// inRange reports whether v is a valid value of the field (NaN is not).
+func (b *floatField) inRange(v float64) bool {
+	return v >= b.min && v <= b.max && !(b.bit == FieldCourse && v == 360)
+}
+
+func satsInRange(n int) bool { return n >= 0 && n <= 255 }
+
+// DropOutOfRange removes from p the optional fields whose values are out of
+// range (a receiver's garbled HDOP, say), so that one bad reading does not
+// cost the whole fix, and returns the fields it removed. The required
+// fields are left for Validate to judge.
+func (p *Position) DropOutOfRange() Fields {
+	var dropped Fields
+	for _, b := range floatFields {
+		if p.Has(b.bit) && b.bit&Required == 0 && !b.inRange(*b.ptr(p)) {
+			dropped |= b.bit
+		}
+	}
+	if p.Has(FieldSats) && !satsInRange(p.Sats) {
+		dropped |= FieldSats
+	}
+	p.Set &^= dropped
+	return dropped
 }
 
 func rangeDetail(v float64, b floatField) string {
