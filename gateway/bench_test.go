@@ -46,13 +46,21 @@ func BenchmarkFixLatency(b *testing.B) {
 			if err := json.Unmarshal(m.payload, &p); err != nil {
 				b.Fatal(err)
 			}
-			mu.Lock()
-			at, ok := written[p.Time]
-			mu.Unlock()
-			if !ok {
-				b.Fatalf("fix at %v never written", p.Time)
+			// The fix can arrive before the simulator's write call has
+			// returned and recorded it.
+			var at time.Time
+			for wait := 0; at.IsZero(); wait++ {
+				mu.Lock()
+				at = written[p.Time]
+				mu.Unlock()
+				if wait == 1000 {
+					b.Fatalf("fix at %v never written", p.Time)
+				}
+				if at.IsZero() {
+					time.Sleep(100 * time.Microsecond)
+				}
 			}
-			lat = append(lat, m.at.Sub(at))
+			lat = append(lat, max(0, m.at.Sub(at)))
 		case <-time.After(5 * time.Second):
 			b.Fatal("no fix for 5 s")
 		}
