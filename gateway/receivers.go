@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"trackgate/hw/receiver"
 	"trackgate/internal/epoch"
@@ -91,7 +92,7 @@ func newMetrics(reg *prometheus.Registry, readers []*receiver.Reader) *metrics {
 		}),
 	}
 	reg.MustRegister(m.published, m.publishErrors, receiverCollector(readers),
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

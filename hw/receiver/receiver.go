@@ -112,14 +112,12 @@ type Reader struct {
 	framer    *nmeaframe.Framer
 	asm       *epoch.Assembler
 	framed    nmeaframe.Stats // of framers of earlier connections
-	assembled epoch.Stats
 	lastBaud  int
 	lastLine  time.Time
 	lastState time.Time // last status sent
 
-	mu  sync.Mutex // guards st
-	st  Status
-	err error // last open or read error, for the log
+	mu sync.Mutex // guards st
+	st Status
 }
 
 // New returns a Reader for cfg that reports to h. It does no I/O.

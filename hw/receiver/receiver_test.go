@@ -146,13 +146,6 @@ func (r *recorder) waitFor(t *testing.T, what string, d time.Duration, cond func
 	}
 }
 
-func lastState(st []Status) string {
-	if len(st) == 0 {
-		return ""
-	}
-	return st[len(st)-1].State
-}
-
 // TestTCPSource serves NMEA over TCP with garbage around it, drops the
 // connection, and checks that the reader reconnects and loses nothing that
 // was served whole.
