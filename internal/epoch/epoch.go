@@ -200,6 +200,7 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			tod = t
 		}
 		a.begin(tod, emit)
+		a.cur.timed = true
 		c := &a.cur
 		c.rmc, c.rmcStatus, c.rmcMode = true, m.Validity, m.FFAMode
 		if has(m.Fields, 2) && has(m.Fields, 4) {
@@ -227,6 +228,7 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			tod = t
 		}
 		a.begin(tod, emit)
+		a.cur.timed = true
 		c := &a.cur
 		c.gga, c.ggaQuality = true, m.FixQuality
 		valid := m.FixQuality != nmea.Invalid && m.FixQuality != ""
@@ -254,6 +256,7 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			tod = t
 		}
 		a.begin(tod, emit)
+		a.cur.timed = true
 		c := &a.cur
 		c.gns, c.gnsMode = true, gnsBest(m.Mode)
 		if has(m.Fields, 1) && has(m.Fields, 3) {
@@ -280,6 +283,7 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			tod = t
 		}
 		a.begin(tod, emit)
+		a.cur.timed = true
 		c := &a.cur
 		c.gll, c.gllStatus, c.gllMode = true, m.Validity, m.FFAMode
 		if has(m.Fields, 0) && has(m.Fields, 2) {
@@ -294,6 +298,7 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			tod = t
 		}
 		a.begin(tod, emit)
+		a.cur.timed = true
 		if has(m.Fields, 1) && has(m.Fields, 2) && has(m.Fields, 3) {
 			day, err := dayOf(int(m.Year), int(m.Month), int(m.Day))
 			if err != nil {
@@ -415,7 +420,9 @@ type sentenceKey [5]byte
 // Flush hands on the pending epoch, if any: call it when the line has been
 // quiet for a while, so the last epoch of a burst is not held back.
 func (a *Assembler) Flush(emit func(*Epoch)) {
-	if a.cur.n > 0 {
+	// Sentences without a time (GSA, GSV, VTG) alone wait for the timed
+	// sentence of their epoch, however long the line was quiet.
+	if a.cur.n > 0 && (a.cur.tod >= 0 || a.cur.timed) {
 		a.flush(byIdle, emit)
 	}
 }
@@ -627,6 +634,7 @@ func gnsRank(mode string) int {
 type acc struct {
 	n        int   // sentences merged
 	tod      int64 // time of day, ms; -1 unknown
+	timed    bool  // a sentence that carries a time (RMC, GGA, GNS, GLL, ZDA) was merged, even if its time was empty
 	day      int64 // days since 1970-01-01, if hasDay
 	reopened bool
 
@@ -839,6 +847,7 @@ func (c *acc) merge(src *acc) {
 		c.gll, c.gllStatus, c.gllMode = true, src.gllStatus, src.gllMode
 	}
 	c.gsa = c.gsa || src.gsa
+	c.timed = c.timed || src.timed
 	for _, v := range src.views[:src.nViews] {
 		c.inView(v.talker, v.n)
 	}

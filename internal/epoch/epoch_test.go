@@ -289,3 +289,46 @@ func TestBadSentences(t *testing.T) {
 		t.Errorf("negative counter: %+v", a.Stats())
 	}
 }
+
+// TestTimelessWaits checks that sentences without a time (here a GSV group
+// a receiver sends after the learned end of its epoch) are not handed on as
+// an epoch of their own when the line goes quiet, but join the next one;
+// while a void epoch whose sentences have empty times is handed on.
+func TestTimelessWaits(t *testing.T) {
+	a := New(Options{})
+	var got []Epoch
+	emit := func(e *Epoch) { got = append(got, *e) }
+	add := func(body string) {
+		t.Helper()
+		if err := a.AddLine([]byte(sum(body)), emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		add(fmt.Sprintf("$GPRMC,08360%d.00,A,5222.2318,N,00453.7111,E,0.0,,211126,,,A", i))
+		add(fmt.Sprintf("$GPGGA,08360%d.00,5222.2318,N,00453.7111,E,1,08,0.9,4.2,M,46.0,M,,", i))
+	}
+	add("$GPGSV,1,1,04,01,40,083,46,03,60,120,44,08,22,300,40,11,55,180,45")
+	a.Flush(emit) // the line is quiet until the next second
+	if len(got) != 3 || !a.Pending() {
+		t.Fatalf("%d epochs, pending %v: the GSV alone was handed on", len(got), a.Pending())
+	}
+	add("$GPRMC,083603.00,A,5222.2318,N,00453.7111,E,0.0,,211126,,,A")
+	add("$GPGGA,083603.00,5222.2318,N,00453.7111,E,1,08,0.9,4.2,M,46.0,M,,")
+	if len(got) != 4 || got[3].SatsInView != 4 || !got[3].Valid {
+		t.Fatalf("want the GSV in epoch 3, got %+v", got[3:])
+	}
+
+	// A receiver without a solution nor a time.
+	b := New(Options{})
+	got = nil
+	for _, body := range []string{"$GPRMC,,V,,,,,,,,,,N", "$GPGSV,1,1,00"} {
+		if err := b.AddLine([]byte(sum(body)), emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Flush(emit)
+	if len(got) != 1 || got[0].Valid || got[0].Position.Has(position.FieldTime) {
+		t.Fatalf("want one void epoch without time, got %+v", got)
+	}
+}
