@@ -93,6 +93,9 @@ func ParseSpec(v string) (Spec, error) {
 		if host == "" {
 			return Spec{}, fmt.Errorf("source %q: no host", v)
 		}
+		if net.ParseIP(host) == nil && !validHostname(host) {
+			return Spec{}, fmt.Errorf("source %q: bad host %q", v, host)
+		}
 		if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
 			return Spec{}, fmt.Errorf("source %q: bad port %q", v, port)
 		}
@@ -174,4 +177,18 @@ func ParseSpecs(r io.Reader) ([]Spec, error) {
 		return nil, fmt.Errorf("read sources: %w", err)
 	}
 	return specs, nil
+}
+
+// validHostname reports whether h is a DNS name: letters, digits, '-' and
+// '.', not starting with '-' or '.'.
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 || h[0] == '-' || h[0] == '.' {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
