@@ -44,13 +44,37 @@ if ! staticcheck_ok; then
 	GOBIN="$bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi
 
+# as_root COMMAND... runs a command as root (through sudo when not root).
+as_root() {
+	if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		"$@"
+	fi
+}
+
+# apt_install PACKAGE... installs Debian packages quietly.
+apt_install() {
+	echo "installing $* (apt-get)"
+	as_root apt-get update -qq >/dev/null
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # mosquitto_pub / mosquitto_sub from Debian's mosquitto-clients.
 if ! command -v mosquitto_pub >/dev/null 2>&1; then
-	echo "installing mosquitto-clients (apt-get)"
-	sudo=()
-	if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
-		sudo=(sudo)
+	apt_install mosquitto-clients
+fi
+
+# gpsd (in /usr/sbin, often not on a user's PATH) and gpsfake from Debian's
+# gpsd and gpsd-clients: the NMEA test oracle of internal/testenv/gpsd.go.
+# Tests start their own gpsd on a free port, so a system gpsd that the package
+# may have started (systemd's gpsd.socket on port 2947, or the SysV init
+# script) is stopped and disabled right after installing.
+if ! { command -v gpsd || [ -x /usr/sbin/gpsd ]; } >/dev/null 2>&1 || ! command -v gpsfake >/dev/null 2>&1; then
+	apt_install gpsd gpsd-clients
+	if [ -d /run/systemd/system ]; then
+		as_root systemctl disable --now --quiet gpsd.socket gpsd.service >/dev/null 2>&1 || true
+	elif [ -x /etc/init.d/gpsd ]; then
+		as_root /etc/init.d/gpsd stop >/dev/null 2>&1 || true
 	fi
-	"${sudo[@]}" apt-get update -qq >/dev/null
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto-clients >/dev/null
 fi
