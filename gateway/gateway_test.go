@@ -180,22 +180,24 @@ func compare(t *testing.T, p position.Position, f gpssim.Fix, complete bool) {
 	}
 }
 
-func decode(t *testing.T, m message) position.Position {
+// payload decodes a message's JSON payload.
+func payload[T any](t *testing.T, m message) T {
 	t.Helper()
-	var p position.Position
-	if err := json.Unmarshal(m.payload, &p); err != nil {
+	var v T
+	if err := json.Unmarshal(m.payload, &v); err != nil {
 		t.Fatalf("%s: %v: %s", m.topic, err, m.payload)
 	}
-	return p
+	return v
+}
+
+func decode(t *testing.T, m message) position.Position {
+	t.Helper()
+	return payload[position.Position](t, m)
 }
 
 func status(t *testing.T, m message) receiver.Status {
 	t.Helper()
-	var s receiver.Status
-	if err := json.Unmarshal(m.payload, &s); err != nil {
-		t.Fatalf("%s: %v: %s", m.topic, err, m.payload)
-	}
-	return s
+	return payload[receiver.Status](t, m)
 }
 
 // TestSerialReceiver runs a u-blox receiver at 10 Hz on a pseudo-terminal at

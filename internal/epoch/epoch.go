@@ -191,17 +191,12 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 		copy(key[:2], t)
 		copy(key[2:], typ)
 	}
-	tod := int64(-1)
 	switch m := s.(type) {
 	case nmea.RMC:
-		if t, err := todOf(m.Time); err != nil {
+		c, err := a.beginTimed(m.Time, emit)
+		if err != nil {
 			return err
-		} else if m.Time.Valid {
-			tod = t
 		}
-		a.begin(tod, emit)
-		a.cur.timed = true
-		c := &a.cur
 		c.rmc, c.rmcStatus, c.rmcMode = true, m.Validity, m.FFAMode
 		if has(m.Fields, 2) && has(m.Fields, 4) {
 			if err := c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[2]), m.Validity == nmea.ValidRMC); err != nil {
@@ -222,69 +217,35 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			c.day, c.hasDay = day, true
 		}
 	case nmea.GGA:
-		if t, err := todOf(m.Time); err != nil {
+		c, err := a.beginTimed(m.Time, emit)
+		if err != nil {
 			return err
-		} else if m.Time.Valid {
-			tod = t
 		}
-		a.begin(tod, emit)
-		a.cur.timed = true
-		c := &a.cur
 		c.gga, c.ggaQuality = true, m.FixQuality
-		valid := m.FixQuality != nmea.Invalid && m.FixQuality != ""
-		if has(m.Fields, 1) && has(m.Fields, 3) {
-			if err := c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[1]), valid); err != nil {
-				return err
-			}
-		}
 		if has(m.Fields, 6) {
 			c.sats, c.hasSats = int(m.NumSatellites), true
 		}
-		if has(m.Fields, 7) {
-			c.hdop, c.hasHDOP = m.HDOP, true
-		}
-		if has(m.Fields, 8) {
-			c.alt, c.hasAlt = m.Altitude, true
-		}
-		if has(m.Fields, 10) {
-			c.geoid, c.hasGeoid = m.Separation, true
+		valid := m.FixQuality != nmea.Invalid && m.FixQuality != ""
+		if err := c.setSolution(m.Fields, m.Latitude, m.Longitude, valid, m.HDOP, m.Altitude, m.Separation, 10); err != nil {
+			return err
 		}
 	case nmea.GNS:
-		if t, err := todOf(m.Time); err != nil {
+		c, err := a.beginTimed(m.Time, emit)
+		if err != nil {
 			return err
-		} else if m.Time.Valid {
-			tod = t
 		}
-		a.begin(tod, emit)
-		a.cur.timed = true
-		c := &a.cur
 		c.gns, c.gnsMode = true, gnsBest(m.Mode)
-		if has(m.Fields, 1) && has(m.Fields, 3) {
-			if err := c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[1]), c.gnsMode != "N"); err != nil {
-				return err
-			}
-		}
 		if has(m.Fields, 6) && !c.hasSats {
 			c.sats, c.hasSats = int(m.SVs), true
 		}
-		if has(m.Fields, 7) {
-			c.hdop, c.hasHDOP = m.HDOP, true
-		}
-		if has(m.Fields, 8) {
-			c.alt, c.hasAlt = m.Altitude, true
-		}
-		if has(m.Fields, 9) {
-			c.geoid, c.hasGeoid = m.Separation, true
+		if err := c.setSolution(m.Fields, m.Latitude, m.Longitude, c.gnsMode != "N", m.HDOP, m.Altitude, m.Separation, 9); err != nil {
+			return err
 		}
 	case nmea.GLL:
-		if t, err := todOf(m.Time); err != nil {
+		c, err := a.beginTimed(m.Time, emit)
+		if err != nil {
 			return err
-		} else if m.Time.Valid {
-			tod = t
 		}
-		a.begin(tod, emit)
-		a.cur.timed = true
-		c := &a.cur
 		c.gll, c.gllStatus, c.gllMode = true, m.Validity, m.FFAMode
 		if has(m.Fields, 0) && has(m.Fields, 2) {
 			if err := c.setLatLon(m.Latitude, m.Longitude, decimals(m.Fields[0]), m.Validity == nmea.ValidGLL); err != nil {
@@ -292,13 +253,9 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			}
 		}
 	case nmea.ZDA:
-		if t, err := todOf(m.Time); err != nil {
+		if _, err := a.beginTimed(m.Time, emit); err != nil {
 			return err
-		} else if m.Time.Valid {
-			tod = t
 		}
-		a.begin(tod, emit)
-		a.cur.timed = true
 		if has(m.Fields, 1) && has(m.Fields, 2) && has(m.Fields, 3) {
 			day, err := dayOf(int(m.Year), int(m.Month), int(m.Day))
 			if err != nil {
@@ -416,6 +373,18 @@ func (a *Assembler) addGSVLine(line []byte, emit func(*Epoch)) error {
 
 // sentenceKey is a sentence's talker and type ("GNGLL"); zero for none.
 type sentenceKey [5]byte
+
+// beginTimed starts merging a sentence that carries a time of day (empty
+// or not) and returns the epoch it goes into.
+func (a *Assembler) beginTimed(t nmea.Time, emit func(*Epoch)) (*acc, error) {
+	tod, err := todOf(t)
+	if err != nil {
+		return nil, err
+	}
+	a.begin(tod, emit)
+	a.cur.timed = true
+	return &a.cur, nil
+}
 
 // Flush hands on the pending epoch, if any: call it when the line has been
 // quiet for a while, so the last epoch of a burst is not held back.
@@ -680,6 +649,26 @@ func (c *acc) setLatLon(lat, lon float64, digits int, valid bool) error {
 		return nil
 	}
 	c.lat, c.lon, c.latDigits, c.latValid, c.hasLatLon = lat, lon, digits, valid, true
+	return nil
+}
+
+// setSolution records what GGA and GNS share: the position (fields 1 to 4),
+// HDOP (7), altitude (8) and geoid separation (field sep).
+func (c *acc) setSolution(f []string, lat, lon float64, valid bool, hdop, alt, geoid float64, sep int) error {
+	if has(f, 1) && has(f, 3) {
+		if err := c.setLatLon(lat, lon, decimals(f[1]), valid); err != nil {
+			return err
+		}
+	}
+	if has(f, 7) {
+		c.hdop, c.hasHDOP = hdop, true
+	}
+	if has(f, 8) {
+		c.alt, c.hasAlt = alt, true
+	}
+	if has(f, sep) {
+		c.geoid, c.hasGeoid = geoid, true
+	}
 	return nil
 }
 

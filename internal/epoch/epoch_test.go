@@ -229,6 +229,14 @@ func TestAssemble(t *testing.T) {
 	}
 }
 
+// threeRMCGGAEpochs adds three epochs of RMC then GGA, 08:36:00 to 02.
+func threeRMCGGAEpochs(add func(string)) {
+	for i := range 3 {
+		add(fmt.Sprintf("$GPRMC,08360%d.00,A,5222.2318,N,00453.7111,E,0.0,,211126,,,A", i))
+		add(fmt.Sprintf("$GPGGA,08360%d.00,5222.2318,N,00453.7111,E,1,08,0.9,4.2,M,46.0,M,,", i))
+	}
+}
+
 // TestEnderFlushesAtOnce checks that once the last sentence of an epoch is
 // learned, the epoch is handed on when it arrives, not when the next starts.
 func TestEnderFlushesAtOnce(t *testing.T) {
@@ -241,10 +249,7 @@ func TestEnderFlushesAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := range 3 {
-		add(fmt.Sprintf("$GPRMC,08360%d.00,A,5222.2318,N,00453.7111,E,0.0,,211126,,,A", i))
-		add(fmt.Sprintf("$GPGGA,08360%d.00,5222.2318,N,00453.7111,E,1,08,0.9,4.2,M,46.0,M,,", i))
-	}
+	threeRMCGGAEpochs(add)
 	// Epochs 0 and 1 were handed on by the change of time, and taught the
 	// Assembler that GGA ends an epoch: epoch 2 is out at its GGA.
 	if len(got) != 3 || a.Pending() || a.Ender() != "GPGGA" {
@@ -304,10 +309,7 @@ func TestTimelessWaits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := range 3 {
-		add(fmt.Sprintf("$GPRMC,08360%d.00,A,5222.2318,N,00453.7111,E,0.0,,211126,,,A", i))
-		add(fmt.Sprintf("$GPGGA,08360%d.00,5222.2318,N,00453.7111,E,1,08,0.9,4.2,M,46.0,M,,", i))
-	}
+	threeRMCGGAEpochs(add)
 	add("$GPGSV,1,1,04,01,40,083,46,03,60,120,44,08,22,300,40,11,55,180,45")
 	a.Flush(emit) // the line is quiet until the next second
 	if len(got) != 3 || !a.Pending() {
