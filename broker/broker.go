@@ -15,6 +15,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -182,6 +183,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	close(b.ready)
 
 	<-ctx.Done()
+	b.drain(srv)
 	b.log.Info("broker stopping: disconnecting clients")
 	b.mu.Lock()
 	b.srv = nil
@@ -190,6 +192,34 @@ func (b *Broker) Run(ctx context.Context) error {
 		return fmt.Errorf("broker: close: %w", err)
 	}
 	return nil
+}
+
+// drainTimeout bounds how long a stopping broker waits for connected clients
+// to acknowledge what it sent them.
+const drainTimeout = 2 * time.Second
+
+// drain waits, up to drainTimeout, until every connected client has
+// acknowledged the QoS 1 messages in flight to it: what was published last
+// (a gateway's final "offline" statuses) reaches the subscribers still
+// connected instead of dying with their connections.
+func (b *Broker) drain(srv *mqtt.Server) {
+	deadline := time.Now().Add(drainTimeout)
+	for {
+		pending := 0
+		for _, cl := range srv.Clients.GetAll() {
+			if !cl.Net.Inline && !cl.Closed() {
+				pending += cl.State.Inflight.Len()
+			}
+		}
+		if pending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.log.Warn("broker stopping with messages not yet acknowledged", "messages", pending)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (b *Broker) capabilities() *mqtt.Capabilities {
