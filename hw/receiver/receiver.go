@@ -43,7 +43,8 @@ type Config struct {
 	// end is not yet learned.
 	EpochIdle time.Duration
 	// Silence marks the source offline after no sentence for this long
-	// (default 5s); a TCP source is then reconnected.
+	// (default 5s); a TCP source is then reconnected, and a serial port
+	// without a fixed speed reopened to find its speed again.
 	Silence time.Duration
 	// ReconnectMin and ReconnectMax bound the backoff between attempts to
 	// reopen a source (default 100ms and 800ms; each wait is jittered by
@@ -320,7 +321,10 @@ func (r *Reader) read(ctx context.Context, c conn, prefix []byte) (good bool, er
 		}
 		if now.Sub(r.lastLine) >= r.cfg.Silence {
 			silent := fmt.Sprintf("no NMEA for %s", r.cfg.Silence)
-			if r.cfg.Spec.Kind == KindTCP {
+			if r.cfg.Spec.Kind == KindTCP || r.cfg.Spec.Baud == 0 {
+				// A half-open connection, or a receiver that changed its
+				// line speed (a reset to its default, say): reopen, and
+				// find the speed again.
 				return good, errors.New(silent)
 			}
 			r.setState(StateOffline, silent, false)

@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.BoolVar(&rc.Lax, "nmea-lax", false, "accept NMEA sentences without a checksum")
 	fs.BoolVar(&rc.ReadOnly, "read-only", false, "never write to a receiver (no identification query), for receivers that lock up when probed")
 	fs.DurationVar(&rc.EpochIdle, "epoch-idle", 0, "hand on an epoch after the line was quiet this `long` when its last sentence is not yet learned (default 50ms)")
-	fs.DurationVar(&rc.Silence, "silence", 0, "mark a source offline after no NMEA for this `long` (default 5s); a TCP source is reconnected")
+	fs.DurationVar(&rc.Silence, "silence", 0, "mark a source offline after no NMEA for this `long` (default 5s); a TCP source is reconnected, an auto-baud serial port reopened")
 	fs.DurationVar(&rc.ReconnectMax, "reconnect-max", 0, "longest wait between attempts to reopen a source (default 800ms; jittered)")
 	fs.DurationVar(&rc.StatusEvery, "status-interval", 0, "republish each device's status with fresh counters this `often` (default 10s)")
 	var lf logx.Flags
