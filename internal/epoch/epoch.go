@@ -21,7 +21,9 @@
 //
 // The date comes from RMC or ZDA; between them, and across midnight, it is
 // carried forward from the last one seen. A stream with no date at all (GGA
-// or GNS only) is dated from the host clock, nearest to now.
+// or GNS only) is dated from the host clock, nearest to now. A date before
+// 2017 is a receiver's GPS week rollover and is moved on by 1024 weeks, as
+// gpsd does.
 //
 // Void solutions (RMC status V, GGA quality 0, GNS mode N, GLL status V, or
 // no position at all) become epochs with Valid false: a "no fix" status,
@@ -68,6 +70,7 @@ type Stats struct {
 	Epochs      uint64 // epochs handed on (including reopened ones)
 	Fixes       uint64 // of which valid fixes
 	Reopened    uint64 // of which reopened epochs
+	Rollovers   uint64 // dates before 2017 moved on by 1024 weeks (GPS week rollover)
 }
 
 // Options configures an Assembler.
@@ -214,7 +217,7 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			if err != nil {
 				return err
 			}
-			c.day, c.hasDay = day, true
+			a.setDay(c, day)
 		}
 	case nmea.GGA:
 		c, err := a.beginTimed(m.Time, emit)
@@ -261,7 +264,7 @@ func (a *Assembler) Add(s nmea.Sentence, emit func(*Epoch)) error {
 			if err != nil {
 				return err
 			}
-			a.cur.day, a.cur.hasDay = day, true
+			a.setDay(&a.cur, day)
 		}
 	case nmea.GSA:
 		a.begin(-1, emit)
@@ -373,6 +376,24 @@ func (a *Assembler) addGSVLine(line []byte, emit func(*Epoch)) error {
 
 // sentenceKey is a sentence's talker and type ("GNGLL"); zero for none.
 type sentenceKey [5]byte
+
+// rolloverBefore is the first day (2017-01-01) taken as a real date: a
+// receiver date before it comes from a receiver hit by the GPS week number
+// rollover (its 10-bit week count wrapped, so it reports a date 1024 weeks
+// late) and is moved on by 1024 weeks, as gpsd 3.22 does.
+const rolloverBefore = 17167
+
+// rolloverDays is 1024 GPS weeks.
+const rolloverDays = 1024 * 7
+
+// setDay records the date of epoch c, correcting a week rollover.
+func (a *Assembler) setDay(c *acc, day int64) {
+	if day < rolloverBefore {
+		day += rolloverDays
+		a.stats.Rollovers++
+	}
+	c.day, c.hasDay = day, true
+}
 
 // beginTimed starts merging a sentence that carries a time of day (empty
 // or not) and returns the epoch it goes into.

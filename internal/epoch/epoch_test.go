@@ -334,3 +334,26 @@ func TestTimelessWaits(t *testing.T) {
 		t.Fatalf("want one void epoch without time, got %+v", got)
 	}
 }
+
+// TestWeekRollover checks that a date before 2017 (a receiver whose GPS week
+// count wrapped) is moved on by 1024 weeks, as gpsd does: the u-blox
+// manual's example RMC of 9 December 2002 is dated 25 July 2022.
+func TestWeekRollover(t *testing.T) {
+	a := New(Options{})
+	got := run(t, a,
+		"$GPRMC,083559.00,A,4717.11437,N,00833.91522,E,0.004,77.52,091202,,,A",
+		"$GPZDA,083600.00,31,12,2016,00,00",
+		"$GPRMC,083601.00,A,4717.11437,N,00833.91522,E,0.004,77.52,010117,,,A")
+	want := []string{"2022-07-25T08:35:59Z", "2036-08-16T08:36:00Z", "2017-01-01T08:36:01Z"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d epochs, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if !got[i].Position.Time.Equal(ts(w)) {
+			t.Errorf("epoch %d at %v, want %s", i, got[i].Position.Time, w)
+		}
+	}
+	if a.Stats().Rollovers != 2 {
+		t.Errorf("rollovers %d, want 2", a.Stats().Rollovers)
+	}
+}
