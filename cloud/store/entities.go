@@ -1,0 +1,288 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// User is a person who signs in.
+type User struct {
+	ID           int64
+	Name         string
+	PasswordHash string // argon2id, PHC string format
+	TOTPSecret   string // empty: TOTP not enrolled
+	TOTPLastStep int64  // the last TOTP time step accepted (replay guard)
+	CreatedAt    time.Time
+}
+
+// CreateUser adds a user; ErrExists if the name is taken.
+func (s *Store) CreateUser(ctx context.Context, u *User) error {
+	u.CreatedAt = time.Now().UTC()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := exists(ctx, tx, `SELECT 1 FROM users WHERE name = ?`, u.Name); err != nil {
+			return fmt.Errorf("user %q: %w", u.Name, err)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, password_hash, totp_secret, created_at) VALUES (?, ?, ?, ?)`,
+			u.Name, u.PasswordHash, u.TOTPSecret, u.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("create user %q: %w", u.Name, err)
+		}
+		u.ID, err = res.LastInsertId()
+		return err
+	})
+}
+
+// UserByName returns the user called name, or ErrNotFound.
+func (s *Store) UserByName(ctx context.Context, name string) (*User, error) {
+	var u User
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, password_hash, totp_secret, totp_last_step, created_at FROM users WHERE name = ?`, name).
+		Scan(&u.ID, &u.Name, &u.PasswordHash, &u.TOTPSecret, &u.TOTPLastStep, &u.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("user %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w", name, err)
+	}
+	return &u, nil
+}
+
+// SetPassword replaces a user's password hash.
+func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) error {
+	return s.update(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
+}
+
+// SetTOTP enrols (or, with an empty secret, removes) a user's TOTP secret.
+func (s *Store) SetTOTP(ctx context.Context, userID int64, secret string) error {
+	return s.update(ctx, `UPDATE users SET totp_secret = ?, totp_last_step = 0 WHERE id = ?`, secret, userID)
+}
+
+// UseTOTPStep records that the TOTP code of time step step was accepted for
+// a user. It reports false when that step (or a later one) was already
+// used: the same code must not be accepted twice.
+func (s *Store) UseTOTPStep(ctx context.Context, userID, step int64) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE users SET totp_last_step = ? WHERE id = ? AND totp_last_step < ?`, step, userID, step)
+	if err != nil {
+		return false, fmt.Errorf("use TOTP step: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// Device is a registered device: a phone, a tracker or a gateway's receiver.
+type Device struct {
+	ID        string
+	OwnerID   int64
+	Owner     string // the owner's user name (read only)
+	Name      string
+	TokenID   string // jti of the device token issued last
+	CreatedAt time.Time
+}
+
+// CreateDevice registers a device; ErrExists if the id is taken.
+func (s *Store) CreateDevice(ctx context.Context, d *Device) error {
+	d.CreatedAt = time.Now().UTC()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := exists(ctx, tx, `SELECT 1 FROM devices WHERE id = ?`, d.ID); err != nil {
+			return fmt.Errorf("device %q: %w", d.ID, err)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO devices (id, owner_id, name, token_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+			d.ID, d.OwnerID, d.Name, d.TokenID, d.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("create device %q: %w", d.ID, err)
+		}
+		return nil
+	})
+}
+
+const deviceColumns = `d.id, d.owner_id, u.name, d.name, d.token_id, d.created_at FROM devices d JOIN users u ON u.id = d.owner_id`
+
+func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
+	var d Device
+	err := row.Scan(&d.ID, &d.OwnerID, &d.Owner, &d.Name, &d.TokenID, &d.CreatedAt)
+	return &d, err
+}
+
+// Device returns the device with id, or ErrNotFound.
+func (s *Store) Device(ctx context.Context, id string) (*Device, error) {
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` WHERE d.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("device %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("device %q: %w", id, err)
+	}
+	return d, nil
+}
+
+// Devices returns the devices of a user, by id.
+func (s *Store) Devices(ctx context.Context, ownerID int64) ([]*Device, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` WHERE d.owner_id = ? ORDER BY d.id`, ownerID)
+	if err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	defer rows.Close()
+	var out []*Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, fmt.Errorf("devices: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// DeleteDevice removes a device and revokes its token (which expires at
+// tokenExpiry) in one transaction; ErrNotFound if there is no such device.
+func (s *Store) DeleteDevice(ctx context.Context, id string, tokenExpiry time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var jti string
+		err := tx.QueryRowContext(ctx, `SELECT token_id FROM devices WHERE id = ?`, id).Scan(&jti)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("device %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("device %q: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("delete device %q: %w", id, err)
+		}
+		return revoke(ctx, tx, jti, tokenExpiry)
+	})
+}
+
+// Revoke records a token id as revoked until the token expires.
+func (s *Store) Revoke(ctx context.Context, tokenID string, expires time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return revoke(ctx, tx, tokenID, expires) })
+}
+
+func revoke(ctx context.Context, tx *sql.Tx, tokenID string, expires time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO revocations (token_id, expires_at, revoked_at) VALUES (?, ?, ?)
+		ON CONFLICT (token_id) DO NOTHING`, tokenID, expires.UTC(), time.Now().UTC())
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	return nil
+}
+
+// Revocation is a revoked token id, listed until the token expires.
+type Revocation struct {
+	TokenID   string    `json:"jti"`
+	ExpiresAt time.Time `json:"exp"`
+}
+
+// Revocations lists the revoked tokens that have not expired yet, and
+// forgets the ones that have.
+func (s *Store) Revocations(ctx context.Context) ([]Revocation, error) {
+	now := time.Now().UTC()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM revocations WHERE expires_at < ?`, now); err != nil {
+		return nil, fmt.Errorf("revocations: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT token_id, expires_at FROM revocations ORDER BY token_id`)
+	if err != nil {
+		return nil, fmt.Errorf("revocations: %w", err)
+	}
+	defer rows.Close()
+	var out []Revocation
+	for rows.Next() {
+		var r Revocation
+		if err := rows.Scan(&r.TokenID, &r.ExpiresAt); err != nil {
+			return nil, fmt.Errorf("revocations: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Revoked reports whether a token id is revoked.
+func (s *Store) Revoked(ctx context.Context, tokenID string) (bool, error) {
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM revocations WHERE token_id = ?`, tokenID).Scan(new(int))
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("revoked: %w", err)
+	}
+	return true, nil
+}
+
+// SigningKey is the record of a signing key; its private half is in a file
+// of the data directory.
+type SigningKey struct {
+	ID        string
+	CreatedAt time.Time
+	SignsFrom time.Time  // published before, used to sign from then on
+	RetiredAt *time.Time // no longer signs; published until its tokens expired
+}
+
+// AddKey records a signing key.
+func (s *Store) AddKey(ctx context.Context, k *SigningKey) error {
+	k.CreatedAt = time.Now().UTC()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO signing_keys (id, created_at, signs_from) VALUES (?, ?, ?)`, k.ID, k.CreatedAt, k.SignsFrom.UTC())
+	if err != nil {
+		return fmt.Errorf("add key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+// RetireKey marks a key as no longer signing from at.
+func (s *Store) RetireKey(ctx context.Context, id string, at time.Time) error {
+	return s.update(ctx, `UPDATE signing_keys SET retired_at = ? WHERE id = ? AND retired_at IS NULL`, at.UTC(), id)
+}
+
+// DeleteKey forgets a key's record.
+func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	return s.update(ctx, `DELETE FROM signing_keys WHERE id = ?`, id)
+}
+
+// Keys lists the signing keys, oldest first.
+func (s *Store) Keys(ctx context.Context) ([]SigningKey, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, created_at, signs_from, retired_at FROM signing_keys ORDER BY signs_from, id`)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	defer rows.Close()
+	var out []SigningKey
+	for rows.Next() {
+		var k SigningKey
+		var retired sql.NullTime
+		if err := rows.Scan(&k.ID, &k.CreatedAt, &k.SignsFrom, &retired); err != nil {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+		if retired.Valid {
+			t := retired.Time
+			k.RetiredAt = &t
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// update runs a statement that must change exactly one row.
+func (s *Store) update(ctx context.Context, query string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// exists returns ErrExists when query finds a row.
+func exists(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	err := tx.QueryRowContext(ctx, query, args...).Scan(new(int))
+	switch {
+	case err == nil:
+		return ErrExists
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	}
+	return err
+}

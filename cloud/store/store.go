@@ -1,0 +1,149 @@
+// Package store is the cloud's SQL store: users, OAuth clients, devices,
+// signing keys and token revocations. It runs on an embedded SQLite
+// database (modernc.org/sqlite: pure Go, no cgo) in the cloud's data
+// directory, applying its versioned migrations at Open. The SQL is kept to
+// what PostgreSQL also runs, and consumers depend on small interfaces of
+// their own, so a PostgreSQL implementation can take its place.
+//
+// No bearer secret is stored in plaintext: passwords and client secrets are
+// stored as argon2id hashes by their callers, refresh tokens as SHA-256
+// hashes, and signing keys live in files of mode 0600 next to the database.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" driver
+)
+
+// ErrNotFound is returned when a row asked for does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned when a row to create already exists.
+var ErrExists = errors.New("already exists")
+
+// Store is the cloud's SQL store. It is safe for concurrent use.
+type Store struct {
+	db  *sql.DB
+	dir string
+}
+
+// Open opens (creating it if need be) the store in data directory dir
+// (mode 0700) and applies the migrations not yet applied.
+func Open(ctx context.Context, dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "trackgate.db")
+	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{db: db, dir: dir}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return s, nil
+}
+
+// Dir returns the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// migrations are applied in order, each once; never edit one that has been
+// released, add a new one.
+var migrations = []string{
+	// 1: users, clients, devices, signing keys, revocations.
+	`CREATE TABLE users (
+		id            INTEGER PRIMARY KEY,
+		name          TEXT NOT NULL UNIQUE,
+		password_hash TEXT NOT NULL,
+		totp_secret   TEXT NOT NULL DEFAULT '',
+		totp_last_step BIGINT NOT NULL DEFAULT 0,
+		created_at    TIMESTAMP NOT NULL
+	);
+	CREATE TABLE clients (
+		id            TEXT PRIMARY KEY,
+		name          TEXT NOT NULL,
+		secret_hash   TEXT NOT NULL DEFAULT '',
+		redirect_uris TEXT NOT NULL DEFAULT '',
+		grant_types   TEXT NOT NULL DEFAULT '',
+		scopes        TEXT NOT NULL DEFAULT '',
+		created_at    TIMESTAMP NOT NULL
+	);
+	CREATE TABLE devices (
+		id         TEXT PRIMARY KEY,
+		owner_id   INTEGER NOT NULL REFERENCES users(id),
+		name       TEXT NOT NULL DEFAULT '',
+		token_id   TEXT NOT NULL,
+		created_at TIMESTAMP NOT NULL
+	);
+	CREATE INDEX devices_owner ON devices(owner_id);
+	CREATE TABLE signing_keys (
+		id         TEXT PRIMARY KEY,
+		created_at TIMESTAMP NOT NULL,
+		signs_from TIMESTAMP NOT NULL,
+		retired_at TIMESTAMP
+	);
+	CREATE TABLE revocations (
+		token_id   TEXT PRIMARY KEY,
+		expires_at TIMESTAMP NOT NULL,
+		revoked_at TIMESTAMP NOT NULL
+	);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`); err != nil {
+		return fmt.Errorf("store: migrations table: %w", err)
+	}
+	var have int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("store: schema version: %w", err)
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("store: the database is at schema version %d, newer than this program's %d", have, len(migrations))
+	}
+	for v := have + 1; v <= len(migrations); v++ {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, time.Now().UTC())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// tx runs f in a transaction, committing when it returns nil.
+func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
