@@ -15,8 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"trackgate/cloud/auth"
 	"trackgate/cloud/influx"
 	"trackgate/cloud/ingest"
+	"trackgate/cloud/store"
 	"trackgate/internal/server"
 )
 
@@ -26,11 +28,37 @@ type Config struct {
 	MQTT   ingest.MQTTConfig // the broker the ingest bridge subscribes to
 	Influx influx.Config     // where positions are stored
 	Ingest ingest.Config     // batching and retry of the ingest bridge
+	Data   string            // data directory: the SQL store and the signing keys
+	Auth   auth.Config       // the authorization server
 	Logger *slog.Logger      // default slog.Default()
+}
+
+// RegisterDataFlags adds the flags every command that opens the data
+// directory shares: --data and --issuer.
+func (c *Config) RegisterDataFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Data, "data", "./var/cloud", "data `directory`: the SQL store and the signing keys")
+	fs.StringVar(&c.Auth.Issuer, "issuer", "http://127.0.0.1:8080", "the cloud's public base `URL`: the issuer of its tokens")
+	fs.DurationVar(&c.Auth.DeviceTokenTTL, "device-token-ttl", 365*24*time.Hour, "lifetime of device tokens (revocable)")
+}
+
+// OpenAuth opens the SQL store in dir and the authorization server on it.
+// The caller closes the store.
+func OpenAuth(ctx context.Context, dir string, cfg auth.Config) (*auth.Server, *store.Store, error) {
+	st, err := store.Open(ctx, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := auth.New(ctx, cfg, st, dir)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return a, st, nil
 }
 
 // RegisterFlags adds the flags of `cloud serve` to fs, writing into c.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.RegisterDataFlags(fs)
 	fs.StringVar(&c.HTTP, "http", ":8080", "HTTP listen `address`")
 	fs.StringVar(&c.MQTT.Broker, "mqtt", "tcp://127.0.0.1:1883", "`URL` of the MQTT broker positions arrive on (tcp://, ssl://, ws://)")
 	fs.StringVar(&c.MQTT.ClientID, "mqtt-client-id", "trackgate-cloud-ingest", "MQTT client `id` of the ingest bridge (its persistent session)")
@@ -47,7 +75,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Cloud is the cloud process. Create it with New and start it with Run.
 type Cloud struct {
 	cfg    Config
-	store  *influx.Client
+	influx *influx.Client
 	bridge *ingest.Bridge
 	http   *server.Server
 }
@@ -60,16 +88,19 @@ func New(cfg Config) (*Cloud, error) {
 	if cfg.HTTP == "" {
 		return nil, errors.New("cloud: no HTTP address (--http)")
 	}
+	if cfg.Data == "" {
+		return nil, errors.New("cloud: no data directory (--data)")
+	}
 	cfg.Ingest.Logger = cfg.Logger.With("component", "ingest")
-	store, err := influx.New(cfg.Influx)
+	db, err := influx.New(cfg.Influx)
 	if err != nil {
 		return nil, fmt.Errorf("cloud: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	bridge, err := ingest.NewBridge(cfg.MQTT, cfg.Ingest, store, ingest.NewMetrics(reg))
+	bridge, err := ingest.NewBridge(cfg.MQTT, cfg.Ingest, db, ingest.NewMetrics(reg))
 	if err != nil {
-		store.Close()
+		db.Close()
 		return nil, fmt.Errorf("cloud: %w", err)
 	}
 	srv := server.New(server.Config{
@@ -77,7 +108,7 @@ func New(cfg Config) (*Cloud, error) {
 		Gatherer: reg,
 		Logger:   cfg.Logger.With("component", "http"),
 		Checks: []server.Check{
-			{Name: "influxdb", Check: store.Ping},
+			{Name: "influxdb", Check: db.Ping},
 			{Name: "mqtt", Check: func(context.Context) error {
 				if !bridge.Connected() {
 					return fmt.Errorf("not connected to %s", cfg.MQTT.Broker)
@@ -86,17 +117,23 @@ func New(cfg Config) (*Cloud, error) {
 			}},
 		},
 	})
-	return &Cloud{cfg: cfg, store: store, bridge: bridge, http: srv}, nil
+	return &Cloud{cfg: cfg, influx: db, bridge: bridge, http: srv}, nil
 }
 
 // HTTP returns the HTTP server (for its address once Ready).
 func (c *Cloud) HTTP() *server.Server { return c.http }
 
-// Run runs the cloud until ctx ends or a part fails; then it stops every
-// part: the ingest bridge writes and acknowledges what it holds, the HTTP
-// server finishes its requests.
+// Run opens the data directory and runs the cloud until ctx ends or a part
+// fails; then it stops every part: the ingest bridge writes and acknowledges
+// what it holds, the HTTP server finishes its requests.
 func (c *Cloud) Run(ctx context.Context) error {
-	defer c.store.Close()
+	defer c.influx.Close()
+	a, st, err := OpenAuth(ctx, c.cfg.Data, c.cfg.Auth)
+	if err != nil {
+		return fmt.Errorf("cloud: %w", err)
+	}
+	defer st.Close()
+	c.http.Handle("GET /.well-known/jwks.json", a.Handler())
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.http.Run(ctx) })
 	g.Go(func() error { return c.bridge.Run(ctx) })

@@ -22,10 +22,12 @@ import (
 	"trackgate/broker"
 	"trackgate/broker/brokertest"
 	"trackgate/cloud"
+	"trackgate/cloud/auth"
 	"trackgate/cloud/influx"
 	"trackgate/cloud/ingest"
 	"trackgate/internal/position"
 	"trackgate/internal/testenv"
+	"trackgate/internal/token"
 	"trackgate/internal/topic"
 )
 
@@ -46,6 +48,8 @@ func startStack(t testing.TB, ing ingest.Config) *stack {
 	b := brokertest.Start(t, broker.Config{})
 	s := &stack{influx: inf, broker: b, cfg: cloud.Config{
 		HTTP:   "127.0.0.1:0",
+		Data:   t.TempDir(),
+		Auth:   auth.Config{Issuer: "http://127.0.0.1"},
 		MQTT:   ingest.MQTTConfig{Broker: b.TCPURL},
 		Influx: influx.Config{URL: inf.URL, Bucket: inf.Database + "/autogen"},
 		Ingest: ing,
@@ -455,5 +459,35 @@ func TestStoreRefusalIsolated(t *testing.T) {
 	})
 	if n := s.count(t); n != 2 {
 		t.Fatalf("InfluxDB holds %d positions, want the 2 good ones", n)
+	}
+}
+
+// TestDeviceTokenAgainstServedJWKS registers a device through the data
+// directory while the cloud serves it (as `cloud device add` does), and
+// verifies the device token against the JWKS the running cloud publishes.
+func TestDeviceTokenAgainstServedJWKS(t *testing.T) {
+	s := startStack(t, ingest.Config{})
+	ctx := context.Background()
+	a, st, err := cloud.OpenAuth(ctx, s.cfg.Data, s.cfg.Auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := a.AddUser(ctx, "ann", "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := a.AddDevice(ctx, "ann", "van", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := token.NewVerifier(ctx, token.VerifierConfig{
+		JWKSURL: s.httpURL + "/.well-known/jwks.json", Issuer: s.cfg.Auth.Issuer, Audience: auth.AudienceMQTT,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.Verify(ctx, tok); err != nil || c.Subject != "van" {
+		t.Fatalf("device token: %+v, %v", c, err)
 	}
 }

@@ -1,5 +1,6 @@
 // Command cloud runs trackgate's cloud: `cloud serve` starts the ingest bridge
-// and the HTTP server.
+// and the HTTP server; `cloud user`, `cloud device` and `cloud keys` manage
+// the data directory's users, devices and signing keys.
 package main
 
 import (
@@ -7,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"trackgate/cloud"
 	"trackgate/internal/config"
@@ -18,7 +20,12 @@ func main() { config.Main(run) }
 const usage = `Usage: cloud COMMAND [flags]
 
 Commands:
-  serve    run the ingest bridge (MQTT → InfluxDB) and the HTTP server
+  serve                         run the ingest bridge (MQTT → InfluxDB) and the HTTP server
+  user add NAME                 add a user; the password is read from standard input
+  user totp NAME                enrol TOTP for a user; prints the otpauth:// URI (shown once)
+  device add --owner NAME ID    register a device; prints its device token (alone) on standard output
+  device rm ID                  delete a device and revoke its token
+  keys rotate                   publish a new signing key, which signs after --rotation-lead
 
 Run "cloud COMMAND --help" for the flags of a command.
 `
@@ -31,6 +38,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "user", "device", "keys":
+		if len(args) < 2 {
+			fmt.Fprint(stderr, usage)
+			return config.Usagef("%s: no subcommand given", args[0])
+		}
+		return admin(ctx, args[0]+" "+args[1], args[2:], os.Stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

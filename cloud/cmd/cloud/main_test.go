@@ -3,7 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
+	"strings"
 	"testing"
 
 	"trackgate/internal/config"
@@ -12,14 +12,47 @@ import (
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {
 	testenv.CheckREADMEFlags(t, run, "serve", "--help")
+	for _, cmd := range [][]string{{"user", "add"}, {"user", "totp"}, {"device", "add"}, {"device", "rm"}, {"keys", "rotate"}} {
+		testenv.CheckREADMEFlags(t, run, append(cmd, "--help")...)
+	}
 }
 
-func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{nil, {"nonsense"}, {"serve", "--no-such-flag"}} {
-		var out bytes.Buffer
-		var ue *config.UsageError
-		if err := run(context.Background(), args, &out, &out); !errors.As(err, &ue) {
-			t.Errorf("run %q = %v, want a usage error", args, err)
-		}
+// TestAdmin runs the administration commands on a data directory: a user,
+// TOTP enrolment, a device and its token, its removal, a key rotation.
+func TestAdmin(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	cmd := func(stdin string, args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := admin(ctx, args[0]+" "+args[1], append(args[2:], "--data", data), strings.NewReader(stdin), &out, &errOut)
+		return out.String(), err
+	}
+	if _, err := cmd("correct horse\n", "user", "add", "ann"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmd("correct horse\n", "user", "add", "ann"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("second user ann: %v", err)
+	}
+	if _, err := cmd("", "user", "add", "bob"); config.ExitCode(err, &bytes.Buffer{}) != 2 {
+		t.Fatalf("no password: %v", err)
+	}
+	if uri, err := cmd("", "user", "totp", "ann"); err != nil || !strings.HasPrefix(uri, "otpauth://totp/") {
+		t.Fatalf("totp: %q, %v", uri, err)
+	}
+	tok, err := cmd("", "device", "add", "--owner", "ann", "van")
+	if err != nil || strings.Count(strings.TrimSpace(tok), ".") != 2 || strings.Count(tok, "\n") != 1 {
+		t.Fatalf("device add printed %q, %v; want the token alone", tok, err)
+	}
+	if _, err := cmd("", "device", "add", "van"); config.ExitCode(err, &bytes.Buffer{}) != 2 {
+		t.Fatalf("device add without --owner: %v", err)
+	}
+	if _, err := cmd("", "device", "add", "--owner", "zed", "boat"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("device of an unknown owner: %v", err)
+	}
+	if _, err := cmd("", "device", "rm", "van"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmd("", "keys", "rotate"); err != nil {
+		t.Fatal(err)
 	}
 }

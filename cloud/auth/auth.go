@@ -1,0 +1,253 @@
+// Package auth is the cloud's authorization server: users (argon2id
+// passwords, TOTP), signing keys with rotation and their JWKS, and the
+// tokens devices use as their MQTT password. Tokens are issued and checked
+// with trackgate/internal/token.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"trackgate/cloud/store"
+	"trackgate/internal/token"
+	"trackgate/internal/topic"
+)
+
+// Audiences of the tokens the cloud issues.
+const (
+	AudienceMQTT = "mqtt" // the broker: device tokens
+)
+
+// ScopeDevice is the scope of a device token: publish its own positions,
+// status and session, subscribe to its commands.
+const ScopeDevice = "device"
+
+// Config configures the authorization server.
+type Config struct {
+	// Issuer is the server's URL, the iss of every token.
+	Issuer string
+	// DeviceTokenTTL is the lifetime of device tokens (default 365 days):
+	// long, for apps that cannot refresh, and revocable.
+	DeviceTokenTTL time.Duration
+	// RotationLead is how long a new signing key is published before it
+	// signs (default 10 minutes: twice the verifiers' JWKS refresh).
+	RotationLead time.Duration
+	Logger       *slog.Logger
+}
+
+// Store is what the authorization server keeps in the SQL store.
+type Store interface {
+	KeyStore
+	CreateUser(ctx context.Context, u *store.User) error
+	UserByName(ctx context.Context, name string) (*store.User, error)
+	SetTOTP(ctx context.Context, userID int64, secret string) error
+	UseTOTPStep(ctx context.Context, userID, step int64) (bool, error)
+	CreateDevice(ctx context.Context, d *store.Device) error
+	DeleteDevice(ctx context.Context, id string, tokenExpiry time.Time) error
+}
+
+// Server is the authorization server.
+type Server struct {
+	cfg     Config
+	st      Store
+	keys    *KeyRing
+	secrets *sealer
+	log     *slog.Logger
+}
+
+// New opens the server's keys in data directory dir (creating the first
+// signing key and the secret-sealing key when missing).
+func New(ctx context.Context, cfg Config, st Store, dir string) (*Server, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("auth: no issuer URL")
+	}
+	if cfg.DeviceTokenTTL <= 0 {
+		cfg.DeviceTokenTTL = 365 * 24 * time.Hour
+	}
+	if cfg.RotationLead <= 0 {
+		cfg.RotationLead = 10 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	keys, err := OpenKeyRing(ctx, st, dir, cfg.DeviceTokenTTL)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	sealer, err := openSealer(dir)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return &Server{cfg: cfg, st: st, keys: keys, secrets: sealer, log: cfg.Logger}, nil
+}
+
+// Keys returns the signing keys.
+func (s *Server) Keys() *KeyRing { return s.keys }
+
+// AddUser creates a user with a password.
+func (s *Server) AddUser(ctx context.Context, name, password string) error {
+	if !validUserName(name) {
+		return fmt.Errorf("user name %q: 1-64 characters of A-Z a-z 0-9 . _ @ -", name)
+	}
+	hash, err := HashPassword(password)
+	if err != nil {
+		return err
+	}
+	return s.st.CreateUser(ctx, &store.User{Name: name, PasswordHash: hash})
+}
+
+// EnrolTOTP creates a TOTP secret for a user (RFC 6238: SHA-1, 6 digits,
+// 30 s, 160-bit secret), stores it sealed, and returns the otpauth:// URI
+// to show once.
+func (s *Server) EnrolTOTP(ctx context.Context, name string) (string, error) {
+	u, err := s.st.UserByName(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	key, err := totp.Generate(totp.GenerateOpts{Issuer: "trackgate", AccountName: name})
+	if err != nil {
+		return "", fmt.Errorf("totp: %w", err)
+	}
+	sealed, err := s.secrets.seal([]byte(key.Secret()))
+	if err != nil {
+		return "", err
+	}
+	if err := s.st.SetTOTP(ctx, u.ID, sealed); err != nil {
+		return "", fmt.Errorf("totp: %w", err)
+	}
+	return key.URL(), nil
+}
+
+// totpOpts are the TOTP parameters (RFC 6238 defaults).
+var totpOpts = totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
+
+// CheckTOTP reports whether code is u's current TOTP code, allowing one
+// step of clock skew either way. A code is accepted once: its time step is
+// recorded, and a code of that step or an earlier one is refused after.
+func (s *Server) CheckTOTP(ctx context.Context, u *store.User, code string, now time.Time) (bool, error) {
+	if u.TOTPSecret == "" {
+		return false, errors.New("totp: not enrolled")
+	}
+	secret, err := s.secrets.open(u.TOTPSecret)
+	if err != nil {
+		return false, fmt.Errorf("totp: %w", err)
+	}
+	step := now.Unix() / int64(totpOpts.Period)
+	for _, st := range [...]int64{step, step - 1, step + 1} {
+		want, err := totp.GenerateCodeCustom(string(secret), time.Unix(st*int64(totpOpts.Period), 0), totpOpts)
+		if err != nil {
+			return false, fmt.Errorf("totp: %w", err)
+		}
+		if subtle.ConstantTimeCompare([]byte(code), []byte(want)) == 1 {
+			return s.st.UseTOTPStep(ctx, u.ID, st)
+		}
+	}
+	return false, nil
+}
+
+// AddDevice registers a device for user owner and returns its device token.
+func (s *Server) AddDevice(ctx context.Context, owner, id, name string) (string, error) {
+	if err := topic.ValidDevice(id); err != nil {
+		return "", err
+	}
+	u, err := s.st.UserByName(ctx, owner)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	c := &token.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.cfg.Issuer,
+			Subject:   id,
+			Audience:  jwt.ClaimStrings{AudienceMQTT},
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.DeviceTokenTTL)),
+			ID:        newID(),
+		},
+		ClientID: id,
+		Scope:    ScopeDevice,
+	}
+	tok, err := s.sign(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	if err := s.st.CreateDevice(ctx, &store.Device{ID: id, OwnerID: u.ID, Name: name, TokenID: c.ID}); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// RemoveDevice deletes a device and revokes its token.
+func (s *Server) RemoveDevice(ctx context.Context, id string) error {
+	return s.st.DeleteDevice(ctx, id, time.Now().Add(s.cfg.DeviceTokenTTL))
+}
+
+func (s *Server) sign(ctx context.Context, c *token.Claims) (string, error) {
+	k, err := s.keys.Signer(ctx, time.Now())
+	if err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	return token.Sign(k, c)
+}
+
+// Handler serves the server's public endpoints: GET /.well-known/jwks.json.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
+	return mux
+}
+
+// jwksMaxAge is how long clients may cache the JWKS: well under the
+// rotation lead, so a new key is known before it signs.
+const jwksMaxAge = 5 * time.Minute
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	keys, err := s.keys.Published(r.Context(), time.Now())
+	if err != nil {
+		s.log.Error("jwks", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	body, err := token.JWKS(keys)
+	if err != nil {
+		s.log.Error("jwks", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(jwksMaxAge.Seconds())))
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Write(body)
+}
+
+func validUserName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// newID returns 128 random bits, base64url: token ids and other handles.
+func newID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"trackgate/cloud"
+	"trackgate/cloud/store"
+	"trackgate/internal/config"
+)
+
+// admin runs the commands that manage the data directory: "user add",
+// "user totp", "device add", "device rm" and "keys rotate".
+func admin(ctx context.Context, command string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cloud "+command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg cloud.Config
+	cfg.RegisterDataFlags(fs)
+	var owner, name string
+	var lead time.Duration
+	synopsis := "cloud " + command + " [flags]"
+	var nargs int
+	switch command {
+	case "user add", "user totp":
+		synopsis, nargs = "cloud "+command+" [flags] NAME", 1
+	case "device add":
+		fs.StringVar(&owner, "owner", "", "user `name` of the device's owner (required)")
+		fs.StringVar(&name, "name", "", "a display `name` for the device")
+		synopsis, nargs = "cloud device add --owner NAME [flags] DEVICE", 1
+	case "device rm":
+		synopsis, nargs = "cloud device rm [flags] DEVICE", 1
+	case "keys rotate":
+		fs.DurationVar(&lead, "rotation-lead", 10*time.Minute, "how long the new key is published before it signs (at least the verifiers' JWKS refresh interval)")
+	default:
+		return config.Usagef("unknown command %q", "cloud "+command)
+	}
+	if err := config.Parse(fs, synopsis, args, nil); err != nil {
+		return err
+	}
+	// Flags may also follow the arguments: cloud user add ann --data DIR.
+	var positional []string
+	for fs.NArg() > 0 {
+		positional = append(positional, fs.Arg(0))
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return &config.UsageError{Err: err}
+		}
+	}
+	if len(positional) != nargs {
+		return config.Usagef("%s: want %d argument(s), got %d", synopsis, nargs, len(positional))
+	}
+	if command == "device add" && owner == "" {
+		return config.Usagef("%s: --owner is required", synopsis)
+	}
+	a, st, err := cloud.OpenAuth(ctx, cfg.Data, cfg.Auth)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var arg string
+	if nargs > 0 {
+		arg = positional[0]
+	}
+	switch command {
+	case "user add":
+		password, err := readPassword(stdin)
+		if err != nil {
+			return err
+		}
+		if err := a.AddUser(ctx, arg, password); err != nil {
+			return friendly(err)
+		}
+		fmt.Fprintf(stderr, "user %s added\n", arg)
+	case "user totp":
+		uri, err := a.EnrolTOTP(ctx, arg)
+		if err != nil {
+			return friendly(err)
+		}
+		fmt.Fprintln(stdout, uri)
+		fmt.Fprintln(stderr, "add this URI to an authenticator app now: it is not shown again")
+	case "device add":
+		tok, err := a.AddDevice(ctx, owner, arg, name)
+		if err != nil {
+			return friendly(err)
+		}
+		fmt.Fprintln(stdout, tok)
+	case "device rm":
+		if err := a.RemoveDevice(ctx, arg); err != nil {
+			return friendly(err)
+		}
+		fmt.Fprintf(stderr, "device %s deleted; its token is revoked\n", arg)
+	case "keys rotate":
+		rec, err := a.Keys().Rotate(ctx, time.Now(), lead)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "key %s published; it signs from %s\n", rec.ID, rec.SignsFrom.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// readPassword reads one line from r: the password, without its line end.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", config.Usagef("no password on standard input")
+	}
+	return line, nil
+}
+
+// friendly turns the store's not-found and exists errors into usage-style
+// messages that say what to do.
+func friendly(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w (check the name, or add it first)", err)
+	case errors.Is(err, store.ErrExists):
+		return fmt.Errorf("%w (pick another name, or remove the old one first)", err)
+	}
+	return err
+}
