@@ -2,6 +2,7 @@ package token
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -14,7 +15,9 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -192,5 +195,36 @@ func TestScopes(t *testing.T) {
 	}
 	if (&Claims{}).HasScope("") {
 		t.Error("empty scope has the empty scope")
+	}
+}
+
+// TestFetch checks a verifier whose keys come from a function (the issuer
+// verifying its own tokens): no URL is needed, and a key added to what the
+// function returns is found on an unknown kid.
+func TestFetch(t *testing.T) {
+	k1, k2 := mustKey(t), mustKey(t)
+	var mu sync.Mutex
+	keys := []Key{k1}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, err := NewVerifier(ctx, VerifierConfig{
+		Issuer: testIssuer, Audience: testAudience, UnknownKIDRefresh: time.Millisecond, Logger: testLogger(t),
+		Fetch: func(context.Context) ([]byte, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return JWKS(keys)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, mustSign(t, k1, validClaims())); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	keys = append(keys, k2)
+	mu.Unlock()
+	if _, err := v.Verify(ctx, mustSign(t, k2, validClaims())); err != nil {
+		t.Fatalf("new key: %v", err)
 	}
 }
