@@ -39,6 +39,7 @@ func (c *Config) RegisterDataFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Data, "data", "./var/cloud", "data `directory`: the SQL store and the signing keys")
 	fs.StringVar(&c.Auth.Issuer, "issuer", "http://127.0.0.1:8080", "the cloud's public base `URL`: the issuer of its tokens")
 	fs.DurationVar(&c.Auth.DeviceTokenTTL, "device-token-ttl", 365*24*time.Hour, "lifetime of device tokens (revocable)")
+	fs.DurationVar(&c.Auth.AccessTokenTTL, "access-token-ttl", auth.MaxAccessTokenTTL, "lifetime of access tokens (at most 15m)")
 }
 
 // OpenAuth opens the SQL store in dir and the authorization server on it.
@@ -133,7 +134,7 @@ func (c *Cloud) Run(ctx context.Context) error {
 		return fmt.Errorf("cloud: %w", err)
 	}
 	defer st.Close()
-	c.http.Handle("GET /.well-known/jwks.json", a.Handler())
+	a.Mount(c.http.Handle)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.http.Run(ctx) })
 	g.Go(func() error { return c.bridge.Run(ctx) })

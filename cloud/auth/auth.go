@@ -43,7 +43,10 @@ type Config struct {
 	// RotationLead is how long a new signing key is published before it
 	// signs (default 10 minutes: twice the verifiers' JWKS refresh).
 	RotationLead time.Duration
-	Logger       *slog.Logger
+	// AccessTokenTTL is the lifetime of access tokens (default and most
+	// 15 minutes).
+	AccessTokenTTL time.Duration
+	Logger         *slog.Logger
 }
 
 // Store is what the authorization server keeps in the SQL store.
@@ -55,6 +58,10 @@ type Store interface {
 	UseTOTPStep(ctx context.Context, userID, step int64) (bool, error)
 	CreateDevice(ctx context.Context, d *store.Device) error
 	DeleteDevice(ctx context.Context, id string, tokenExpiry time.Time) error
+	ClientStore
+	Revoke(ctx context.Context, tokenID string, expires time.Time) error
+	Revoked(ctx context.Context, tokenID string) (bool, error)
+	Revocations(ctx context.Context) ([]store.Revocation, error)
 }
 
 // Server is the authorization server.
@@ -64,6 +71,9 @@ type Server struct {
 	keys    *KeyRing
 	secrets *sealer
 	log     *slog.Logger
+
+	// The server's own verifiers, on its key ring.
+	apiVerifier, mqttVerifier *token.Verifier
 }
 
 // New opens the server's keys in data directory dir (creating the first
@@ -78,6 +88,12 @@ func New(ctx context.Context, cfg Config, st Store, dir string) (*Server, error)
 	if cfg.RotationLead <= 0 {
 		cfg.RotationLead = 10 * time.Minute
 	}
+	switch {
+	case cfg.AccessTokenTTL == 0:
+		cfg.AccessTokenTTL = MaxAccessTokenTTL
+	case cfg.AccessTokenTTL < 0 || cfg.AccessTokenTTL > MaxAccessTokenTTL:
+		return nil, fmt.Errorf("auth: access token lifetime %v: at most %v", cfg.AccessTokenTTL, MaxAccessTokenTTL)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -89,8 +105,39 @@ func New(ctx context.Context, cfg Config, st Store, dir string) (*Server, error)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	return &Server{cfg: cfg, st: st, keys: keys, secrets: sealer, log: cfg.Logger}, nil
+	s := &Server{cfg: cfg, st: st, keys: keys, secrets: sealer, log: cfg.Logger}
+	for aud, v := range map[string]**token.Verifier{s.APIAudience(): &s.apiVerifier, AudienceMQTT: &s.mqttVerifier} {
+		*v, err = token.NewVerifier(ctx, token.VerifierConfig{
+			Fetch: func(ctx context.Context) ([]byte, error) {
+				keys, err := s.keys.Published(ctx, time.Now())
+				if err != nil {
+					return nil, err
+				}
+				return token.JWKS(keys)
+			},
+			Issuer: cfg.Issuer, Audience: aud, Refresh: reloadEvery, UnknownKIDRefresh: time.Second,
+			Revoked: func(jti string) bool {
+				revoked, err := st.Revoked(context.Background(), jti)
+				if err != nil {
+					s.log.Error("revocation check", "err", err)
+					return true // fail closed
+				}
+				return revoked
+			},
+			Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+	}
+	if err := s.seedClients(ctx); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return s, nil
 }
+
+// MaxAccessTokenTTL is the longest lifetime of an access token (policy).
+const MaxAccessTokenTTL = 15 * time.Minute
 
 // Keys returns the signing keys.
 func (s *Server) Keys() *KeyRing { return s.keys }
@@ -201,10 +248,27 @@ func (s *Server) sign(ctx context.Context, c *token.Claims) (string, error) {
 	return token.Sign(k, c)
 }
 
-// Handler serves the server's public endpoints: GET /.well-known/jwks.json.
+// Mount registers the server's endpoints with handle (an http.ServeMux's
+// Handle, say): the JWKS and metadata under /.well-known/, POST /token,
+// /introspect and /revoke, and GET /api/v1/revocations.
+func (s *Server) Mount(handle func(pattern string, h http.Handler)) {
+	for pattern, h := range map[string]http.HandlerFunc{
+		"GET /.well-known/jwks.json":                  s.jwks,
+		"GET /.well-known/oauth-authorization-server": s.metadata,
+		"GET /.well-known/openid-configuration":       s.metadata,
+		"POST /token":                                 s.tokenEndpoint,
+		"POST /introspect":                            s.introspect,
+		"POST /revoke":                                s.revoke,
+		"GET /api/v1/revocations":                     s.revocations,
+	} {
+		handle(pattern, h)
+	}
+}
+
+// Handler returns a handler serving the endpoints of Mount.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
+	s.Mount(mux.Handle)
 	return mux
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -286,3 +287,55 @@ func exists(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
 	}
 	return err
 }
+
+// Client is a registered OAuth client.
+type Client struct {
+	ID           string
+	Name         string
+	SecretHash   string   // empty for a public client
+	RedirectURIs []string // exact URIs; loopback ones match any port
+	GrantTypes   []string
+	Scopes       []string // the scopes it may ask for
+	CreatedAt    time.Time
+}
+
+// Public reports whether the client has no secret.
+func (c *Client) Public() bool { return c.SecretHash == "" }
+
+// CreateClient registers a client; ErrExists if the id is taken.
+func (s *Store) CreateClient(ctx context.Context, c *Client) error {
+	c.CreatedAt = time.Now().UTC()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := exists(ctx, tx, `SELECT 1 FROM clients WHERE id = ?`, c.ID); err != nil {
+			return fmt.Errorf("client %q: %w", c.ID, err)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO clients (id, name, secret_hash, redirect_uris, grant_types, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			c.ID, c.Name, c.SecretHash, joinList(c.RedirectURIs), joinList(c.GrantTypes), joinList(c.Scopes), c.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("create client %q: %w", c.ID, err)
+		}
+		return nil
+	})
+}
+
+// Client returns the client with id, or ErrNotFound.
+func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
+	var c Client
+	var uris, grants, scopes string
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, secret_hash, redirect_uris, grant_types, scopes, created_at FROM clients WHERE id = ?`, id).
+		Scan(&c.ID, &c.Name, &c.SecretHash, &uris, &grants, &scopes, &c.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("client %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client %q: %w", id, err)
+	}
+	c.RedirectURIs, c.GrantTypes, c.Scopes = splitList(uris), splitList(grants), splitList(scopes)
+	return &c, nil
+}
+
+// joinList stores a list of values without spaces as one space-separated
+// column.
+func joinList(v []string) string { return strings.Join(v, " ") }
+
+func splitList(s string) []string { return strings.Fields(s) }

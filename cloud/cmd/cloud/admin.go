@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,18 +12,20 @@ import (
 	"time"
 
 	"trackgate/cloud"
+	"trackgate/cloud/auth"
 	"trackgate/cloud/store"
 	"trackgate/internal/config"
 )
 
 // admin runs the commands that manage the data directory: "user add",
-// "user totp", "device add", "device rm" and "keys rotate".
+// "user totp", "device add", "device rm", "client add" and "keys rotate".
 func admin(ctx context.Context, command string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cloud "+command, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg cloud.Config
 	cfg.RegisterDataFlags(fs)
-	var owner, name string
+	var owner, name, scope string
+	var service bool
 	var lead time.Duration
 	synopsis := "cloud " + command + " [flags]"
 	var nargs int
@@ -35,6 +38,10 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 		synopsis, nargs = "cloud device add --owner NAME [flags] DEVICE", 1
 	case "device rm":
 		synopsis, nargs = "cloud device rm [flags] DEVICE", 1
+	case "client add":
+		fs.BoolVar(&service, "service", false, "a confidential service client for the client credentials grant (required: the only kind added here)")
+		fs.StringVar(&scope, "scope", strings.Join(auth.ServiceScopes, " "), "space-separated `scopes` the client may ask for")
+		synopsis, nargs = "cloud client add --service [flags] NAME", 1
 	case "keys rotate":
 		fs.DurationVar(&lead, "rotation-lead", 10*time.Minute, "how long the new key is published before it signs (at least the verifiers' JWKS refresh interval)")
 	default:
@@ -56,6 +63,9 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 	}
 	if command == "device add" && owner == "" {
 		return config.Usagef("%s: --owner is required", synopsis)
+	}
+	if command == "client add" && !service {
+		return config.Usagef("%s: --service is required (other clients register through OAuth)", synopsis)
 	}
 	a, st, err := cloud.OpenAuth(ctx, cfg.Data, cfg.Auth)
 	if err != nil {
@@ -94,6 +104,14 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 			return friendly(err)
 		}
 		fmt.Fprintf(stderr, "device %s deleted; its token is revoked\n", arg)
+	case "client add":
+		id, secret, err := a.AddServiceClient(ctx, arg, strings.Fields(scope))
+		if err != nil {
+			return friendly(err)
+		}
+		out, _ := json.Marshal(map[string]string{"client_id": id, "client_secret": secret})
+		fmt.Fprintf(stdout, "%s\n", out)
+		fmt.Fprintln(stderr, "keep the secret now: only its hash is stored")
 	case "keys rotate":
 		rec, err := a.Keys().Rotate(ctx, time.Now(), lead)
 		if err != nil {

@@ -25,6 +25,7 @@ Commands:
   user totp NAME                enrol TOTP for a user; prints the otpauth:// URI (shown once)
   device add --owner NAME ID    register a device; prints its device token (alone) on standard output
   device rm ID                  delete a device and revoke its token
+  client add --service NAME     add a service client (client credentials grant); prints {"client_id":…,"client_secret":…}
   keys rotate                   publish a new signing key, which signs after --rotation-lead
 
 Run "cloud COMMAND --help" for the flags of a command.
@@ -38,7 +39,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
-	case "user", "device", "keys":
+	case "user", "device", "client", "keys":
 		if len(args) < 2 {
 			fmt.Fprint(stderr, usage)
 			return config.Usagef("%s: no subcommand given", args[0])

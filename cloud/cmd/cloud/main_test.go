@@ -12,7 +12,7 @@ import (
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {
 	testenv.CheckREADMEFlags(t, run, "serve", "--help")
-	for _, cmd := range [][]string{{"user", "add"}, {"user", "totp"}, {"device", "add"}, {"device", "rm"}, {"keys", "rotate"}} {
+	for _, cmd := range [][]string{{"user", "add"}, {"user", "totp"}, {"device", "add"}, {"device", "rm"}, {"client", "add"}, {"keys", "rotate"}} {
 		testenv.CheckREADMEFlags(t, run, append(cmd, "--help")...)
 	}
 }
@@ -51,6 +51,13 @@ func TestAdmin(t *testing.T) {
 	}
 	if _, err := cmd("", "device", "rm", "van"); err != nil {
 		t.Fatal(err)
+	}
+	out, err := cmd("", "client", "add", "--service", "ingest-bridge")
+	if err != nil || !strings.HasPrefix(out, `{"client_id":"ingest-bridge","client_secret":"tgs_`) {
+		t.Fatalf("client add printed %q, %v", out, err)
+	}
+	if _, err := cmd("", "client", "add", "x"); config.ExitCode(err, &bytes.Buffer{}) != 2 {
+		t.Fatalf("client add without --service: %v", err)
 	}
 	if _, err := cmd("", "keys", "rotate"); err != nil {
 		t.Fatal(err)

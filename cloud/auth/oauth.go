@@ -1,0 +1,390 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"trackgate/cloud/store"
+	"trackgate/internal/token"
+)
+
+// oauthError is an error response of RFC 6749 §5.2.
+type oauthError struct {
+	Code        string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+	status      int
+	basic       bool // the client tried HTTP Basic: answer with a challenge
+}
+
+func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
+
+func invalidRequest(format string, a ...any) *oauthError {
+	return &oauthError{Code: "invalid_request", Description: fmt.Sprintf(format, a...), status: http.StatusBadRequest}
+}
+
+func errorf(code, format string, a ...any) *oauthError {
+	return &oauthError{Code: code, Description: fmt.Sprintf(format, a...), status: http.StatusBadRequest}
+}
+
+// noStore marks a response that carries a token or a credential.
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) writeError(w http.ResponseWriter, e *oauthError) {
+	status := e.status
+	if e.Code == "invalid_client" {
+		status = http.StatusUnauthorized
+		if e.basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="trackgate", charset="UTF-8"`)
+		}
+	}
+	writeJSON(w, status, e)
+}
+
+// maxForm is the largest request body the form endpoints read.
+const maxForm = 64 << 10
+
+// readForm reads an application/x-www-form-urlencoded POST body. Nothing is
+// taken from the query string, which must be empty, and a parameter given
+// twice is an error (RFC 6749 §3.1, §3.2).
+func readForm(r *http.Request) (url.Values, *oauthError) {
+	if r.URL.RawQuery != "" {
+		return nil, invalidRequest("parameters belong in the body, not the URL")
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, invalidRequest("the body must be application/x-www-form-urlencoded")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxForm+1))
+	if err != nil {
+		return nil, invalidRequest("read body: %v", err)
+	}
+	if len(body) > maxForm {
+		return nil, invalidRequest("body larger than %d bytes", maxForm)
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, invalidRequest("malformed body")
+	}
+	for k, v := range form {
+		if len(v) > 1 {
+			return nil, invalidRequest("parameter %q given more than once", k)
+		}
+	}
+	return form, nil
+}
+
+// authenticateClient identifies the calling client: HTTP Basic
+// (client_secret_basic), client_id and client_secret in the body
+// (client_secret_post), or client_id alone for a public client. Using two
+// methods at once is an error.
+func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (*store.Client, *oauthError) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return nil, &oauthError{Code: "invalid_client", Description: "malformed Basic credentials", basic: true}
+		}
+		if form.Has("client_secret") || form.Has("client_assertion") {
+			return nil, invalidRequest("use one client authentication method, not two")
+		}
+		if form.Has("client_id") && form.Get("client_id") != id {
+			return nil, invalidRequest("client_id differs from the authenticated client")
+		}
+	} else {
+		id, secret = form.Get("client_id"), form.Get("client_secret")
+		if form.Has("client_assertion") {
+			return nil, errorf("invalid_client", "client assertions are not supported")
+		}
+	}
+	fail := &oauthError{Code: "invalid_client", Description: "unknown client or wrong credentials", basic: basic}
+	if id == "" {
+		return nil, fail
+	}
+	c, err := s.st.Client(ctx, id)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("client lookup", "err", err)
+		}
+		// Spend the time of a secret check either way.
+		secretMatches(hashSecret("x"), secret)
+		return nil, fail
+	}
+	switch {
+	case c.Public() && secret != "":
+		return nil, fail
+	case c.Public():
+		return c, nil
+	case !secretMatches(c.SecretHash, secret):
+		return nil, fail
+	}
+	return c, nil
+}
+
+// tokenResponse is a successful token response (RFC 6749 §5.1).
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// tokenEndpoint serves POST /token.
+func (s *Server) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	form, oerr := readForm(r)
+	if oerr != nil {
+		s.writeError(w, oerr)
+		return
+	}
+	client, oerr := s.authenticateClient(r.Context(), r, form)
+	if oerr != nil {
+		s.writeError(w, oerr)
+		return
+	}
+	grant := form.Get("grant_type")
+	switch {
+	case grant == "":
+		s.writeError(w, invalidRequest("grant_type is missing"))
+		return
+	case !slices.Contains(s.grants(), grant):
+		s.writeError(w, errorf("unsupported_grant_type", "grant type %q is not supported", grant))
+		return
+	case !slices.Contains(client.GrantTypes, grant):
+		s.writeError(w, errorf("unauthorized_client", "client %s may not use the %s grant", client.ID, grant))
+		return
+	}
+	var resp *tokenResponse
+	switch grant {
+	case GrantClientCredentials:
+		resp, oerr = s.clientCredentials(r.Context(), client, form)
+	}
+	if oerr != nil {
+		s.writeError(w, oerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// grants lists the grant types the token endpoint supports.
+func (s *Server) grants() []string { return []string{GrantClientCredentials} }
+
+// clientCredentials issues a token to a confidential client for itself
+// (RFC 6749 §4.4): no refresh token.
+func (s *Server) clientCredentials(ctx context.Context, c *store.Client, form url.Values) (*tokenResponse, *oauthError) {
+	if c.Public() {
+		return nil, errorf("unauthorized_client", "a public client cannot use client_credentials")
+	}
+	scopes := strings.Fields(form.Get("scope"))
+	if len(scopes) == 0 {
+		for _, sc := range c.Scopes {
+			if sc != ScopeIntrospect {
+				scopes = append(scopes, sc)
+			}
+		}
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(c.Scopes, sc) || sc == ScopeIntrospect {
+			return nil, errorf("invalid_scope", "scope %q is not allowed for client %s", sc, c.ID)
+		}
+	}
+	if len(scopes) == 0 {
+		return nil, errorf("invalid_scope", "no scope")
+	}
+	aud, ok := s.audienceOf(scopes)
+	if !ok {
+		return nil, errorf("invalid_scope", "ask for the scopes of one audience per token: %s are for the broker, the others for the API", strings.Join(mqttScopes, ", "))
+	}
+	tok, claims, err := s.issueAccess(ctx, c.ID, c.ID, aud, scopes, nil)
+	if err != nil {
+		s.log.Error("issue token", "err", err)
+		return nil, &oauthError{Code: "server_error", status: http.StatusInternalServerError}
+	}
+	return &tokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(claims.ExpiresAt.Sub(claims.IssuedAt.Time).Seconds()),
+		Scope: claims.Scope}, nil
+}
+
+// issueAccess signs an access token.
+func (s *Server) issueAccess(ctx context.Context, sub, clientID, aud string, scopes, amr []string) (string, *token.Claims, error) {
+	now := time.Now().Truncate(time.Second)
+	c := &token.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.cfg.Issuer,
+			Subject:   sub,
+			Audience:  jwt.ClaimStrings{aud},
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.AccessTokenTTL)),
+			ID:        newID(),
+		},
+		ClientID: clientID,
+		Scope:    strings.Join(scopes, " "),
+		AMR:      amr,
+	}
+	tok, err := s.sign(ctx, c)
+	return tok, c, err
+}
+
+// verifyOwn checks a token the server issued, for any of its audiences.
+func (s *Server) verifyOwn(ctx context.Context, raw string) (*token.Claims, error) {
+	c, err := s.apiVerifier.Verify(ctx, raw)
+	if errors.Is(err, token.ErrAudience) {
+		c, err = s.mqttVerifier.Verify(ctx, raw)
+	}
+	return c, err
+}
+
+// introspect serves POST /introspect (RFC 7662) to resource servers: clients
+// with the introspect scope.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	form, oerr := readForm(r)
+	if oerr != nil {
+		s.writeError(w, oerr)
+		return
+	}
+	client, oerr := s.authenticateClient(r.Context(), r, form)
+	if oerr == nil && (client.Public() || !slices.Contains(client.Scopes, ScopeIntrospect)) {
+		oerr = &oauthError{Code: "invalid_client", Description: "only resource servers may introspect"}
+	}
+	if oerr != nil {
+		s.writeError(w, oerr)
+		return
+	}
+	raw := form.Get("token")
+	if raw == "" {
+		s.writeError(w, invalidRequest("token is missing"))
+		return
+	}
+	c, err := s.verifyOwn(r.Context(), raw)
+	if err != nil {
+		writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"active": true, "scope": c.Scope, "client_id": c.ClientID, "sub": c.Subject, "iss": c.Issuer,
+		"aud": c.Audience, "exp": c.ExpiresAt.Unix(), "iat": c.IssuedAt.Unix(), "jti": c.ID, "token_type": "Bearer",
+	})
+}
+
+// revoke serves POST /revoke (RFC 7009): a client revokes one of its own
+// tokens. Unknown, expired and already revoked tokens get 200 too.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	form, oerr := readForm(r)
+	if oerr != nil {
+		s.writeError(w, oerr)
+		return
+	}
+	client, oerr := s.authenticateClient(r.Context(), r, form)
+	if oerr != nil {
+		s.writeError(w, oerr)
+		return
+	}
+	raw := form.Get("token")
+	if raw == "" {
+		s.writeError(w, invalidRequest("token is missing"))
+		return
+	}
+	c, err := s.verifyOwn(r.Context(), raw)
+	if err != nil {
+		w.WriteHeader(http.StatusOK) // nothing to revoke, and no oracle
+		return
+	}
+	if c.ClientID != client.ID {
+		s.writeError(w, errorf("unauthorized_client", "the token was not issued to client %s", client.ID))
+		return
+	}
+	if err := s.st.Revoke(r.Context(), c.ID, c.ExpiresAt.Time); err != nil {
+		s.log.Error("revoke", "err", err)
+		s.writeError(w, &oauthError{Code: "server_error", status: http.StatusInternalServerError})
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// metadata serves the authorization server metadata (RFC 8414), also as the
+// OpenID configuration.
+func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
+	base := strings.TrimSuffix(s.cfg.Issuer, "/")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                s.cfg.Issuer,
+		"jwks_uri":                              base + "/.well-known/jwks.json",
+		"token_endpoint":                        base + "/token",
+		"introspection_endpoint":                base + "/introspect",
+		"revocation_endpoint":                   base + "/revoke",
+		"grant_types_supported":                 s.grants(),
+		"response_types_supported":              []string{},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
+		"code_challenge_methods_supported":              []string{"S256"},
+		"scopes_supported": []string{ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead, ScopeDevicesWrite,
+			ScopeRevocationsRead, ScopeIngest, ScopeDevice},
+	})
+}
+
+// revocations serves GET /api/v1/revocations to verifiers holding an API
+// token with the revocations:read scope: the revoked token ids not yet
+// expired.
+func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.bearer(w, r, ScopeRevocationsRead); !ok {
+		return
+	}
+	revs, err := s.st.Revocations(r.Context())
+	if err != nil {
+		s.log.Error("revocations", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if revs == nil {
+		revs = []store.Revocation{}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"revocations": revs})
+}
+
+// bearer checks the request's bearer API token and its scope, answering 401
+// or 403 as RFC 6750 §3 says when it fails.
+func (s *Server) bearer(w http.ResponseWriter, r *http.Request, scope string) (*token.Claims, bool) {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || raw == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "a bearer token is required"})
+		return nil, false
+	}
+	c, err := s.apiVerifier.Verify(r.Context(), raw)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": err.Error()})
+		return nil, false
+	}
+	if !c.HasScope(scope) {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="trackgate", error="insufficient_scope", scope=%q`, scope))
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": "needs scope " + scope})
+		return nil, false
+	}
+	return c, true
+}
