@@ -142,6 +142,30 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	return c, nil
 }
 
+// formClient reads a form request and authenticates its client, answering
+// the error itself when either fails.
+func (s *Server) formClient(w http.ResponseWriter, r *http.Request) (url.Values, *store.Client, bool) {
+	form, oerr := readForm(r)
+	if oerr == nil {
+		var client *store.Client
+		if client, oerr = s.authenticateClient(r.Context(), r, form); oerr == nil {
+			return form, client, true
+		}
+	}
+	s.writeError(w, oerr)
+	return nil, nil, false
+}
+
+// tokenParam returns the form's token parameter, answering invalid_request
+// when it is missing.
+func tokenParam(w http.ResponseWriter, s *Server, form url.Values) (string, bool) {
+	raw := form.Get("token")
+	if raw == "" {
+		s.writeError(w, invalidRequest("token is missing"))
+	}
+	return raw, raw != ""
+}
+
 // tokenResponse is a successful token response (RFC 6749 §5.1).
 type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
@@ -154,14 +178,8 @@ type tokenResponse struct {
 // tokenEndpoint serves POST /token.
 func (s *Server) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
-	form, oerr := readForm(r)
-	if oerr != nil {
-		s.writeError(w, oerr)
-		return
-	}
-	client, oerr := s.authenticateClient(r.Context(), r, form)
-	if oerr != nil {
-		s.writeError(w, oerr)
+	form, client, ok := s.formClient(w, r)
+	if !ok {
 		return
 	}
 	grant := form.Get("grant_type")
@@ -177,6 +195,7 @@ func (s *Server) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var resp *tokenResponse
+	var oerr *oauthError
 	switch grant {
 	case GrantClientCredentials:
 		resp, oerr = s.clientCredentials(r.Context(), client, form)
@@ -259,22 +278,16 @@ func (s *Server) verifyOwn(ctx context.Context, raw string) (*token.Claims, erro
 // with the introspect scope.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
-	form, oerr := readForm(r)
-	if oerr != nil {
-		s.writeError(w, oerr)
+	form, client, ok := s.formClient(w, r)
+	if !ok {
 		return
 	}
-	client, oerr := s.authenticateClient(r.Context(), r, form)
-	if oerr == nil && (client.Public() || !slices.Contains(client.Scopes, ScopeIntrospect)) {
-		oerr = &oauthError{Code: "invalid_client", Description: "only resource servers may introspect"}
-	}
-	if oerr != nil {
-		s.writeError(w, oerr)
+	if client.Public() || !slices.Contains(client.Scopes, ScopeIntrospect) {
+		s.writeError(w, &oauthError{Code: "invalid_client", Description: "only resource servers may introspect"})
 		return
 	}
-	raw := form.Get("token")
-	if raw == "" {
-		s.writeError(w, invalidRequest("token is missing"))
+	raw, ok := tokenParam(w, s, form)
+	if !ok {
 		return
 	}
 	c, err := s.verifyOwn(r.Context(), raw)
@@ -291,19 +304,12 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 // revoke serves POST /revoke (RFC 7009): a client revokes one of its own
 // tokens. Unknown, expired and already revoked tokens get 200 too.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	form, oerr := readForm(r)
-	if oerr != nil {
-		s.writeError(w, oerr)
+	form, client, ok := s.formClient(w, r)
+	if !ok {
 		return
 	}
-	client, oerr := s.authenticateClient(r.Context(), r, form)
-	if oerr != nil {
-		s.writeError(w, oerr)
-		return
-	}
-	raw := form.Get("token")
-	if raw == "" {
-		s.writeError(w, invalidRequest("token is missing"))
+	raw, ok := tokenParam(w, s, form)
+	if !ok {
 		return
 	}
 	c, err := s.verifyOwn(r.Context(), raw)
