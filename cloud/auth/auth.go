@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
@@ -212,20 +211,7 @@ func (s *Server) AddDevice(ctx context.Context, owner, id, name string) (string,
 	if err != nil {
 		return "", err
 	}
-	now := time.Now()
-	c := &token.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    s.cfg.Issuer,
-			Subject:   id,
-			Audience:  jwt.ClaimStrings{AudienceMQTT},
-			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.DeviceTokenTTL)),
-			ID:        newID(),
-		},
-		ClientID: id,
-		Scope:    ScopeDevice,
-	}
-	tok, err := s.sign(ctx, c)
+	tok, c, err := s.issue(ctx, id, id, AudienceMQTT, []string{ScopeDevice}, nil, s.cfg.DeviceTokenTTL)
 	if err != nil {
 		return "", err
 	}

@@ -247,6 +247,11 @@ func (s *Server) clientCredentials(ctx context.Context, c *store.Client, form ur
 
 // issueAccess signs an access token.
 func (s *Server) issueAccess(ctx context.Context, sub, clientID, aud string, scopes, amr []string) (string, *token.Claims, error) {
+	return s.issue(ctx, sub, clientID, aud, scopes, amr, s.cfg.AccessTokenTTL)
+}
+
+// issue signs a token for one audience that lives ttl.
+func (s *Server) issue(ctx context.Context, sub, clientID, aud string, scopes, amr []string, ttl time.Duration) (string, *token.Claims, error) {
 	now := time.Now().Truncate(time.Second)
 	c := &token.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -254,7 +259,7 @@ func (s *Server) issueAccess(ctx context.Context, sub, clientID, aud string, sco
 			Subject:   sub,
 			Audience:  jwt.ClaimStrings{aud},
 			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.AccessTokenTTL)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			ID:        newID(),
 		},
 		ClientID: clientID,

@@ -229,6 +229,22 @@ func TestAssemble(t *testing.T) {
 	}
 }
 
+// newFeeder returns an Assembler, the epochs it emits (copied), its emit
+// function, and a function that adds one sentence body (checksum added),
+// failing the test on an error.
+func newFeeder(t *testing.T) (*Assembler, *[]Epoch, func(*Epoch), func(string)) {
+	a := New(Options{})
+	got := new([]Epoch)
+	emit := func(e *Epoch) { *got = append(*got, *e) }
+	add := func(body string) {
+		t.Helper()
+		if err := a.AddLine([]byte(sum(body)), emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, got, emit, add
+}
+
 // threeRMCGGAEpochs adds three epochs of RMC then GGA, 08:36:00 to 02.
 func threeRMCGGAEpochs(add func(string)) {
 	for i := range 3 {
@@ -240,28 +256,20 @@ func threeRMCGGAEpochs(add func(string)) {
 // TestEnderFlushesAtOnce checks that once the last sentence of an epoch is
 // learned, the epoch is handed on when it arrives, not when the next starts.
 func TestEnderFlushesAtOnce(t *testing.T) {
-	a := New(Options{})
-	var got []Epoch
-	emit := func(e *Epoch) { got = append(got, *e) }
-	add := func(body string) {
-		t.Helper()
-		if err := a.AddLine([]byte(sum(body)), emit); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, gotp, emit, add := newFeeder(t)
 	threeRMCGGAEpochs(add)
 	// Epochs 0 and 1 were handed on by the change of time, and taught the
 	// Assembler that GGA ends an epoch: epoch 2 is out at its GGA.
-	if len(got) != 3 || a.Pending() || a.Ender() != "GPGGA" {
-		t.Fatalf("got %d epochs, pending %v, ender %q; want 3, false, GPGGA", len(got), a.Pending(), a.Ender())
+	if len(*gotp) != 3 || a.Pending() || a.Ender() != "GPGGA" {
+		t.Fatalf("got %d epochs, pending %v, ender %q; want 3, false, GPGGA", len(*gotp), a.Pending(), a.Ender())
 	}
 	// The receiver changes its output: a GSA after GGA reopens nothing (no
 	// time), but a second GGA with epoch 2's time does.
 	add("$GPGSA,A,3,01,03,08,11,14,17,22,30,,,,,1.5,0.9,1.2")
 	add("$GPGLL,5222.2318,N,00453.7111,E,083602.00,A,A")
 	a.Flush(emit)
-	if len(got) != 4 || !got[3].Reopened || got[3].Position.PDOP != 1.5 || !got[3].Position.Time.Equal(got[2].Position.Time) {
-		t.Fatalf("want epoch 2 reopened with the GSA's PDOP, got %+v", got[3:])
+	if len(*gotp) != 4 || !(*gotp)[3].Reopened || (*gotp)[3].Position.PDOP != 1.5 || !(*gotp)[3].Position.Time.Equal((*gotp)[2].Position.Time) {
+		t.Fatalf("want epoch 2 reopened with the GSA's PDOP, got %+v", (*gotp)[3:])
 	}
 	if a.Ender() != "" {
 		t.Errorf("ender %q kept after it proved wrong", a.Ender())
@@ -300,38 +308,30 @@ func TestBadSentences(t *testing.T) {
 // an epoch of their own when the line goes quiet, but join the next one;
 // while a void epoch whose sentences have empty times is handed on.
 func TestTimelessWaits(t *testing.T) {
-	a := New(Options{})
-	var got []Epoch
-	emit := func(e *Epoch) { got = append(got, *e) }
-	add := func(body string) {
-		t.Helper()
-		if err := a.AddLine([]byte(sum(body)), emit); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, gotp, emit, add := newFeeder(t)
 	threeRMCGGAEpochs(add)
 	add("$GPGSV,1,1,04,01,40,083,46,03,60,120,44,08,22,300,40,11,55,180,45")
 	a.Flush(emit) // the line is quiet until the next second
-	if len(got) != 3 || !a.Pending() {
-		t.Fatalf("%d epochs, pending %v: the GSV alone was handed on", len(got), a.Pending())
+	if len(*gotp) != 3 || !a.Pending() {
+		t.Fatalf("%d epochs, pending %v: the GSV alone was handed on", len(*gotp), a.Pending())
 	}
 	add("$GPRMC,083603.00,A,5222.2318,N,00453.7111,E,0.0,,211126,,,A")
 	add("$GPGGA,083603.00,5222.2318,N,00453.7111,E,1,08,0.9,4.2,M,46.0,M,,")
-	if len(got) != 4 || got[3].SatsInView != 4 || !got[3].Valid {
-		t.Fatalf("want the GSV in epoch 3, got %+v", got[3:])
+	if len(*gotp) != 4 || (*gotp)[3].SatsInView != 4 || !(*gotp)[3].Valid {
+		t.Fatalf("want the GSV in epoch 3, got %+v", (*gotp)[3:])
 	}
 
 	// A receiver without a solution nor a time.
 	b := New(Options{})
-	got = nil
+	*gotp = nil
 	for _, body := range []string{"$GPRMC,,V,,,,,,,,,,N", "$GPGSV,1,1,00"} {
 		if err := b.AddLine([]byte(sum(body)), emit); err != nil {
 			t.Fatal(err)
 		}
 	}
 	b.Flush(emit)
-	if len(got) != 1 || got[0].Valid || got[0].Position.Has(position.FieldTime) {
-		t.Fatalf("want one void epoch without time, got %+v", got)
+	if len(*gotp) != 1 || (*gotp)[0].Valid || (*gotp)[0].Position.Has(position.FieldTime) {
+		t.Fatalf("want one void epoch without time, got %+v", (*gotp))
 	}
 }
 
