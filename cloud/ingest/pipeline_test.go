@@ -121,6 +121,19 @@ func newWriter(fn func(ctx context.Context, call int, lines []byte) error) *fake
 	return &fakeWriter{fn: fn, called: make(chan []byte, 1000)}
 }
 
+// heldWriter returns a writer whose writes succeed once release is closed,
+// and fail with the context's error if it ends first.
+func heldWriter(release <-chan struct{}) *fakeWriter {
+	return newWriter(func(ctx context.Context, _ int, _ []byte) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+}
+
 func (w *fakeWriter) Write(ctx context.Context, lines []byte) error {
 	lines = bytes.Clone(lines)
 	w.mu.Lock()
@@ -366,14 +379,7 @@ func TestPipelineWritesGoodMessages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
-			w := newWriter(func(ctx context.Context, _ int, _ []byte) error {
-				select {
-				case <-release:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			})
+			w := heldWriter(release)
 			f := start(t, testConfig(), w)
 			msg := newMsg(tc.topic, tc.payload)
 			f.handle(t.Context(), msg)
@@ -692,14 +698,7 @@ func TestPipelineBackpressure(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
-			w := newWriter(func(ctx context.Context, _ int, _ []byte) error {
-				select {
-				case <-release:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			})
+			w := heldWriter(release)
 			cfg := testConfig()
 			cfg.MaxUnacked = 3
 			cfg.BatchSize = 1 // a batch per message

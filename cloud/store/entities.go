@@ -50,11 +50,6 @@ func (s *Store) UserByName(ctx context.Context, name string) (*User, error) {
 	return &u, nil
 }
 
-// SetPassword replaces a user's password hash.
-func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) error {
-	return s.update(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
-}
-
 // SetTOTP enrols (or, with an empty secret, removes) a user's TOTP secret.
 func (s *Store) SetTOTP(ctx context.Context, userID int64, secret string) error {
 	return s.update(ctx, `UPDATE users SET totp_secret = ?, totp_last_step = 0 WHERE id = ?`, secret, userID)
@@ -104,18 +99,6 @@ func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 	var d Device
 	err := row.Scan(&d.ID, &d.OwnerID, &d.Owner, &d.Name, &d.TokenID, &d.CreatedAt)
 	return &d, err
-}
-
-// Device returns the device with id, or ErrNotFound.
-func (s *Store) Device(ctx context.Context, id string) (*Device, error) {
-	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` WHERE d.id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("device %q: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("device %q: %w", id, err)
-	}
-	return d, nil
 }
 
 // Devices returns the devices of a user, by id.

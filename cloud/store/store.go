@@ -30,8 +30,7 @@ var ErrExists = errors.New("already exists")
 
 // Store is the cloud's SQL store. It is safe for concurrent use.
 type Store struct {
-	db  *sql.DB
-	dir string
+	db *sql.DB
 }
 
 // Open opens (creating it if need be) the store in data directory dir
@@ -46,7 +45,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{db: db, dir: dir}
+	s := &Store{db: db}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -58,14 +57,8 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	return s, nil
 }
 
-// Dir returns the data directory.
-func (s *Store) Dir() string { return s.dir }
-
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
-
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // migrations are applied in order, each once; never edit one that has been
 // released, add a new one.

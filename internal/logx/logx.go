@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"trackgate/internal/config"
 )
 
 // Flags are the logging flags every command registers.
@@ -40,3 +42,19 @@ func (f Flags) New(w io.Writer) (*slog.Logger, error) {
 
 // Err is the attribute every log line uses for an error.
 func Err(err error) slog.Attr { return slog.Any("err", err) }
+
+// Parse registers the logging flags on fs, parses args with config.Parse
+// (the command line, then TRACKGATE_* variables), and returns the logger the
+// flags ask for, writing to stderr. A bad logging flag is a usage error.
+func Parse(fs *flag.FlagSet, synopsis string, args []string, stderr io.Writer) (*slog.Logger, error) {
+	var f Flags
+	f.Register(fs)
+	if err := config.Parse(fs, synopsis, args, nil); err != nil {
+		return nil, err
+	}
+	log, err := f.New(stderr)
+	if err != nil {
+		return nil, config.Usagef("%v", err)
+	}
+	return log, nil
+}

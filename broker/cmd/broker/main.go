@@ -19,14 +19,9 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg broker.Config
 	cfg.RegisterFlags(fs, true)
-	var lf logx.Flags
-	lf.Register(fs)
-	if err := config.Parse(fs, "broker [flags]", args, nil); err != nil {
-		return err
-	}
-	log, err := lf.New(stderr)
+	log, err := logx.Parse(fs, "broker [flags]", args, stderr)
 	if err != nil {
-		return config.Usagef("%v", err)
+		return err
 	}
 	cfg.Logger = log
 	b, err := broker.New(cfg)

@@ -58,14 +58,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg cloud.Config
 	cfg.RegisterFlags(fs)
-	var lf logx.Flags
-	lf.Register(fs)
-	if err := config.Parse(fs, "cloud serve [flags]", args, nil); err != nil {
-		return err
-	}
-	log, err := lf.New(stderr)
+	log, err := logx.Parse(fs, "cloud serve [flags]", args, stderr)
 	if err != nil {
-		return config.Usagef("%v", err)
+		return err
 	}
 	cfg.Logger = log
 	c, err := cloud.New(cfg)

@@ -42,9 +42,8 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.DurationVar(&rc.Silence, "silence", 0, "mark a source offline after no NMEA for this `long` (default 5s); a TCP source is reconnected, an auto-baud serial port reopened")
 	fs.DurationVar(&rc.ReconnectMax, "reconnect-max", 0, "longest wait between attempts to reopen a source (default 800ms; jittered)")
 	fs.DurationVar(&rc.StatusEvery, "status-interval", 0, "republish each device's status with fresh counters this `often` (default 10s)")
-	var lf logx.Flags
-	lf.Register(fs)
-	if err := config.Parse(fs, "gateway [flags]", args, nil); err != nil {
+	log, err := logx.Parse(fs, "gateway [flags]", args, stderr)
+	if err != nil {
 		return err
 	}
 	if *sourcesFile != "" {
@@ -53,10 +52,6 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return config.Usagef("%v", err)
 		}
 		cfg.Sources = append(cfg.Sources, specs...)
-	}
-	log, err := lf.New(stderr)
-	if err != nil {
-		return config.Usagef("%v", err)
 	}
 	cfg.Logger = log
 	g, err := gateway.New(cfg)

@@ -33,14 +33,9 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Speed, "speed", 13.9, "speed, metres per second, along the generated loop or a route without times")
 	fs.StringVar(&faults, "faults", "", "faults to reproduce: a `spec` such as badsum=0.01,garbage=0.05,drop=0.01,void=5s,unplug=30s,replug=5s")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed of the faults and the generated loop")
-	var lf logx.Flags
-	lf.Register(fs)
-	if err := config.Parse(fs, "gpssim [flags]", args, nil); err != nil {
-		return err
-	}
-	log, err := lf.New(stderr)
+	log, err := logx.Parse(fs, "gpssim [flags]", args, stderr)
 	if err != nil {
-		return config.Usagef("%v", err)
+		return err
 	}
 	cfg.Logger = log
 	cfg.Profile = gpssim.Profile(profile)

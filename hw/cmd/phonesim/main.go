@@ -29,14 +29,9 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Route.Radius, "radius", 500, "radius of the circuit, metres")
 	fs.Float64Var(&cfg.Route.Speed, "speed", 8.3, "speed, metres per second")
 	fs.Float64Var(&cfg.Route.Alt, "alt", 2, "altitude, metres")
-	var lf logx.Flags
-	lf.Register(fs)
-	if err := config.Parse(fs, "phonesim [flags]", args, nil); err != nil {
-		return err
-	}
-	log, err := lf.New(stderr)
+	log, err := logx.Parse(fs, "phonesim [flags]", args, stderr)
 	if err != nil {
-		return config.Usagef("%v", err)
+		return err
 	}
 	cfg.Logger = log
 	return phonesim.Run(ctx, cfg)
