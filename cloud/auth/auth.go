@@ -12,9 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
@@ -45,8 +49,30 @@ type Config struct {
 	// AccessTokenTTL is the lifetime of access tokens (default and most
 	// 15 minutes).
 	AccessTokenTTL time.Duration
-	Logger         *slog.Logger
+	// RefreshIdle is how long an unused refresh token lives (default 30
+	// days); RefreshMax is the most a grant is refreshed for after sign-in
+	// (default 90 days).
+	RefreshIdle, RefreshMax time.Duration
+	// RefreshGrace is how long a rotated refresh token presented again gets
+	// the same successor (a client that lost the response retries) instead
+	// of revoking its grant as reuse: 0 (the default) for none, at most
+	// MaxRefreshGrace.
+	RefreshGrace time.Duration
+	// SessionTTL is how long a sign-in at the authorization server lasts
+	// (default 12 hours).
+	SessionTTL time.Duration
+	Logger     *slog.Logger
 }
+
+// MaxRefreshGrace is the longest refresh grace window (policy).
+const MaxRefreshGrace = 10 * time.Second
+
+// Fixed lifetimes (policy).
+const (
+	codeTTL        = 60 * time.Second // authorization codes
+	deviceCodeTTL  = 10 * time.Minute // device authorizations
+	deviceInterval = 5 * time.Second  // polling interval of the device grant
+)
 
 // Store is what the authorization server keeps in the SQL store.
 type Store interface {
@@ -56,8 +82,11 @@ type Store interface {
 	SetTOTP(ctx context.Context, userID int64, secret string) error
 	UseTOTPStep(ctx context.Context, userID, step int64) (bool, error)
 	CreateDevice(ctx context.Context, d *store.Device) error
+	Device(ctx context.Context, id string) (*store.Device, error)
+	Devices(ctx context.Context, ownerID int64) ([]*store.Device, error)
 	DeleteDevice(ctx context.Context, id string, tokenExpiry time.Time) error
 	ClientStore
+	GrantStore
 	Revoke(ctx context.Context, tokenID string, expires time.Time) error
 	Revoked(ctx context.Context, tokenID string) (bool, error)
 	Revocations(ctx context.Context) ([]store.Revocation, error)
@@ -73,6 +102,16 @@ type Server struct {
 
 	// The server's own verifiers, on its key ring.
 	apiVerifier, mqttVerifier *token.Verifier
+
+	now    func() time.Time // the clock of expiries (tests move it)
+	secure bool             // the issuer is https: cookies are Secure and __Host-
+
+	// Failure throttles: sign-ins per address and per account name, TOTP
+	// codes per user, user codes per address, introspections per client.
+	loginAddr, loginAccount, totpUser, userCodes, introspects *throttle
+	websiteSecret                                             string // the website's client secret
+	// The code challenges of recent authorization requests.
+	challenges *throttle
 }
 
 // New opens the server's keys in data directory dir (creating the first
@@ -93,8 +132,25 @@ func New(ctx context.Context, cfg Config, st Store, dir string) (*Server, error)
 	case cfg.AccessTokenTTL < 0 || cfg.AccessTokenTTL > MaxAccessTokenTTL:
 		return nil, fmt.Errorf("auth: access token lifetime %v: at most %v", cfg.AccessTokenTTL, MaxAccessTokenTTL)
 	}
+	if cfg.RefreshIdle <= 0 {
+		cfg.RefreshIdle = 30 * 24 * time.Hour
+	}
+	if cfg.RefreshMax <= 0 {
+		cfg.RefreshMax = 90 * 24 * time.Hour
+	}
+	if cfg.RefreshGrace < 0 || cfg.RefreshGrace > MaxRefreshGrace {
+		return nil, fmt.Errorf("auth: refresh grace window %v: from 0 to %v", cfg.RefreshGrace, MaxRefreshGrace)
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
+		u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
+		return nil, fmt.Errorf("auth: issuer %q: an https URL without query or fragment (http only on a loopback address)", cfg.Issuer)
 	}
 	keys, err := OpenKeyRing(ctx, st, dir, cfg.DeviceTokenTTL)
 	if err != nil {
@@ -104,7 +160,14 @@ func New(ctx context.Context, cfg Config, st Store, dir string) (*Server, error)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	s := &Server{cfg: cfg, st: st, keys: keys, secrets: sealer, log: cfg.Logger}
+	s := &Server{cfg: cfg, st: st, keys: keys, secrets: sealer, log: cfg.Logger, now: time.Now, secure: u.Scheme == "https",
+		loginAddr:    newThrottle(20, 15*time.Minute),
+		loginAccount: newThrottle(5, 15*time.Minute),
+		totpUser:     newThrottle(5, 5*time.Minute),
+		userCodes:    newThrottle(10, 15*time.Minute),
+		introspects:  newThrottle(60, time.Minute),
+		challenges:   newThrottle(1, challengeWindow),
+	}
 	for aud, v := range map[string]**token.Verifier{s.APIAudience(): &s.apiVerifier, AudienceMQTT: &s.mqttVerifier} {
 		*v, err = token.NewVerifier(ctx, token.VerifierConfig{
 			Fetch: func(ctx context.Context) ([]byte, error) {
@@ -129,7 +192,7 @@ func New(ctx context.Context, cfg Config, st Store, dir string) (*Server, error)
 			return nil, fmt.Errorf("auth: %w", err)
 		}
 	}
-	if err := s.seedClients(ctx); err != nil {
+	if err := s.seedClients(ctx, dir); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	return s, nil
@@ -205,13 +268,19 @@ func (s *Server) CheckTOTP(ctx context.Context, u *store.User, code string, now 
 // AddDevice registers a device for user owner and returns its device token.
 func (s *Server) AddDevice(ctx context.Context, owner, id, name string) (string, error) {
 	if err := topic.ValidDevice(id); err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: %v", errDeviceID, err)
+	}
+	if strings.HasPrefix(id, userPrefix) {
+		return "", fmt.Errorf("%w: %q: ids starting with %s are users'", errDeviceID, id, userPrefix)
 	}
 	u, err := s.st.UserByName(ctx, owner)
 	if err != nil {
 		return "", err
 	}
-	tok, c, err := s.issue(ctx, id, id, AudienceMQTT, []string{ScopeDevice}, nil, s.cfg.DeviceTokenTTL)
+	tok, c, err := s.issue(ctx, token.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: id, Audience: jwt.ClaimStrings{AudienceMQTT}},
+		ClientID:         id, Scope: ScopeDevice,
+	}, s.cfg.DeviceTokenTTL)
 	if err != nil {
 		return "", err
 	}
@@ -220,6 +289,9 @@ func (s *Server) AddDevice(ctx context.Context, owner, id, name string) (string,
 	}
 	return tok, nil
 }
+
+// errDeviceID is a device id that cannot be registered.
+var errDeviceID = errors.New("bad device id")
 
 // RemoveDevice deletes a device and revokes its token.
 func (s *Server) RemoveDevice(ctx context.Context, id string) error {
@@ -235,8 +307,11 @@ func (s *Server) sign(ctx context.Context, c *token.Claims) (string, error) {
 }
 
 // Mount registers the server's endpoints with handle (an http.ServeMux's
-// Handle, say): the JWKS and metadata under /.well-known/, POST /token,
-// /introspect and /revoke, and GET /api/v1/revocations.
+// Handle, say): the JWKS and metadata under /.well-known/; /authorize with
+// the sign-in pages (/login, /login/totp, POST /logout); POST /token,
+// /refresh, /introspect, /revoke and /device_authorization with its
+// verification page /device; /userinfo; and the API's /api/v1/devices and
+// GET /api/v1/revocations.
 func (s *Server) Mount(handle func(pattern string, h http.Handler)) {
 	for pattern, h := range map[string]http.HandlerFunc{
 		"GET /.well-known/jwks.json":                  s.jwks,
@@ -246,6 +321,21 @@ func (s *Server) Mount(handle func(pattern string, h http.Handler)) {
 		"POST /introspect":                            s.introspect,
 		"POST /revoke":                                s.revoke,
 		"GET /api/v1/revocations":                     s.revocations,
+		"GET /authorize":                              s.authorize,
+		"GET /login":                                  s.loginPage,
+		"POST /login":                                 s.login,
+		"GET /login/totp":                             s.totpPage,
+		"POST /login/totp":                            s.totpLogin,
+		"POST /logout":                                s.logout,
+		"POST /device_authorization":                  s.deviceAuthorization,
+		"GET /device":                                 s.devicePage,
+		"POST /device":                                s.deviceDecide,
+		"POST /refresh":                               s.tokenEndpoint,
+		"GET /userinfo":                               s.userinfo,
+		"POST /userinfo":                              s.userinfo,
+		"GET /api/v1/devices":                         s.listDevices,
+		"POST /api/v1/devices":                        s.addDevice,
+		"DELETE /api/v1/devices/{id}":                 s.removeDevice,
 	} {
 		handle(pattern, h)
 	}
@@ -281,6 +371,13 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
+// isLoopback reports whether host (a name or an address) is a loopback
+// address; "localhost" is not: a resolver may send it elsewhere.
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func validUserName(name string) bool {
 	if name == "" || len(name) > 64 {
 		return false
@@ -296,8 +393,13 @@ func validUserName(name string) bool {
 // newID returns 128 random bits, base64url: token ids and other handles.
 func newID() string {
 	b := make([]byte, 16)
+	randRead(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// randRead fills b from crypto/rand.
+func randRead(b []byte) {
 	if _, err := rand.Read(b); err != nil {
 		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
 	}
-	return base64.RawURLEncoding.EncodeToString(b)
 }

@@ -2,13 +2,15 @@ package auth
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -43,34 +45,62 @@ var mqttScopes = []string{ScopeDevice, ScopeIngest}
 // add --service` unless others are given.
 var ServiceScopes = []string{ScopeIngest, ScopeRevocationsRead, ScopeIntrospect}
 
-// seededClients are the first-party clients every cloud has.
+// userAPIScopes are the scopes of people's API tokens.
+var userAPIScopes = []string{ScopeOpenID, ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead, ScopeDevicesWrite}
+
+// seededClients are the first-party public clients every cloud has; the
+// website, a confidential client, is seeded with its secret by
+// seedClients.
 var seededClients = []store.Client{
 	{ID: "trackctl", Name: "trackctl (command line)", RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"},
-		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken, GrantDeviceCode},
-		Scopes:     []string{ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead, ScopeDevicesWrite}},
+		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken, GrantDeviceCode}, Scopes: userAPIScopes},
 	{ID: "gateway", Name: "trackgate gateway", GrantTypes: []string{GrantDeviceCode, GrantRefreshToken},
 		Scopes: []string{ScopeDevicesRead, ScopeDevicesWrite, ScopeRevocationsRead}},
 	{ID: "phone", Name: "trackgate phone app", RedirectURIs: []string{"trackgate:/callback"},
-		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken},
-		Scopes:     []string{ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead}},
+		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scopes: userAPIScopes},
 }
+
+// WebsiteClientID is the client id of the cloud's own website (a
+// confidential client: a backend for its front end).
+const WebsiteClientID = "website"
+
+// websiteSecretFile holds the website's client secret in the data
+// directory (mode 0600); the store keeps only its hash.
+const websiteSecretFile = "website-client.secret"
 
 // ClientStore keeps OAuth clients.
 type ClientStore interface {
 	CreateClient(ctx context.Context, c *store.Client) error
+	PutClient(ctx context.Context, c *store.Client) error
 	Client(ctx context.Context, id string) (*store.Client, error)
 }
 
-// seedClients registers the first-party clients that are missing.
-func (s *Server) seedClients(ctx context.Context) error {
+// seedClients registers the first-party clients, or brings them up to
+// date: the public ones, and the website with its secret from dir (made
+// there when missing).
+func (s *Server) seedClients(ctx context.Context, dir string) error {
 	for _, c := range seededClients {
-		c := c
-		if err := s.st.CreateClient(ctx, &c); err != nil && !errors.Is(err, store.ErrExists) {
+		if err := s.st.PutClient(ctx, &c); err != nil {
 			return fmt.Errorf("seed client %s: %w", c.ID, err)
 		}
 	}
-	return nil
+	path := filepath.Join(dir, websiteSecretFile)
+	secret, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		secret = []byte("tgs_" + newSecret())
+		err = writeFileAtomic(path, secret, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("website client secret: %w", err)
+	}
+	s.websiteSecret = strings.TrimSpace(string(secret))
+	return s.st.PutClient(ctx, &store.Client{ID: WebsiteClientID, Name: "trackgate website", SecretHash: hashSecret(s.websiteSecret),
+		RedirectURIs: []string{s.url("/auth/callback")}, GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken},
+		Scopes: userAPIScopes})
 }
+
+// Website returns the website's client id and secret.
+func (s *Server) Website() (id, secret string) { return WebsiteClientID, s.websiteSecret }
 
 // AddServiceClient registers a confidential client for the client
 // credentials grant with the given scopes (ServiceScopes when none) and
@@ -96,16 +126,13 @@ func (s *Server) AddServiceClient(ctx context.Context, name string, scopes []str
 }
 
 func knownScope(sc string) bool {
-	return slices.Contains([]string{ScopeDevice, ScopeIngest, ScopeRevocationsRead, ScopeIntrospect,
-		ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead, ScopeDevicesWrite}, sc)
+	return slices.Contains(userAPIScopes, sc) || slices.Contains([]string{ScopeDevice, ScopeIngest, ScopeRevocationsRead, ScopeIntrospect}, sc)
 }
 
 // newSecret returns 256 random bits, base64url.
 func newSecret() string {
 	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err))
-	}
+	randRead(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 

@@ -173,9 +173,11 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
 }
 
-// tokenEndpoint serves POST /token.
+// tokenEndpoint serves POST /token, and POST /refresh, where the grant
+// type may be left out.
 func (s *Server) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	form, client, ok := s.formClient(w, r)
@@ -183,12 +185,15 @@ func (s *Server) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	grant := form.Get("grant_type")
+	if r.URL.Path == "/refresh" && grant == "" {
+		grant = GrantRefreshToken
+	}
 	switch {
 	case grant == "":
 		s.writeError(w, invalidRequest("grant_type is missing"))
 		return
-	case !slices.Contains(s.grants(), grant):
-		s.writeError(w, errorf("unsupported_grant_type", "grant type %q is not supported", grant))
+	case !slices.Contains(grants, grant) || r.URL.Path == "/refresh" && grant != GrantRefreshToken:
+		s.writeError(w, errorf("unsupported_grant_type", "grant type %q is not supported here", grant))
 		return
 	case !slices.Contains(client.GrantTypes, grant):
 		s.writeError(w, errorf("unauthorized_client", "client %s may not use the %s grant", client.ID, grant))
@@ -199,6 +204,12 @@ func (s *Server) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 	switch grant {
 	case GrantClientCredentials:
 		resp, oerr = s.clientCredentials(r.Context(), client, form)
+	case GrantAuthorizationCode:
+		resp, oerr = s.authorizationCode(r.Context(), client, form)
+	case GrantRefreshToken:
+		resp, oerr = s.refreshGrant(r.Context(), client, form)
+	case GrantDeviceCode:
+		resp, oerr = s.deviceCodeGrant(r.Context(), client, form)
 	}
 	if oerr != nil {
 		s.writeError(w, oerr)
@@ -208,7 +219,7 @@ func (s *Server) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 // grants lists the grant types the token endpoint supports.
-func (s *Server) grants() []string { return []string{GrantClientCredentials} }
+var grants = []string{GrantAuthorizationCode, GrantRefreshToken, GrantDeviceCode, GrantClientCredentials}
 
 // clientCredentials issues a token to a confidential client for itself
 // (RFC 6749 §4.4): no refresh token.
@@ -236,7 +247,10 @@ func (s *Server) clientCredentials(ctx context.Context, c *store.Client, form ur
 	if !ok {
 		return nil, errorf("invalid_scope", "ask for the scopes of one audience per token: %s are for the broker, the others for the API", strings.Join(mqttScopes, ", "))
 	}
-	tok, claims, err := s.issueAccess(ctx, c.ID, c.ID, aud, scopes, nil)
+	tok, claims, err := s.issue(ctx, token.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: c.ID, Audience: jwt.ClaimStrings{aud}},
+		ClientID:         c.ID, Scope: strings.Join(scopes, " "),
+	}, s.cfg.AccessTokenTTL)
 	if err != nil {
 		s.log.Error("issue token", "err", err)
 		return nil, &oauthError{Code: "server_error", status: http.StatusInternalServerError}
@@ -245,29 +259,17 @@ func (s *Server) clientCredentials(ctx context.Context, c *store.Client, form ur
 		Scope: claims.Scope}, nil
 }
 
-// issueAccess signs an access token.
-func (s *Server) issueAccess(ctx context.Context, sub, clientID, aud string, scopes, amr []string) (string, *token.Claims, error) {
-	return s.issue(ctx, sub, clientID, aud, scopes, amr, s.cfg.AccessTokenTTL)
-}
-
-// issue signs a token for one audience that lives ttl.
-func (s *Server) issue(ctx context.Context, sub, clientID, aud string, scopes, amr []string, ttl time.Duration) (string, *token.Claims, error) {
+// issue signs a token that lives ttl from the claims in c: the subject,
+// client, audience, scope and sign-in of the caller's choosing; issue sets
+// iss, iat, exp and a fresh jti.
+func (s *Server) issue(ctx context.Context, c token.Claims, ttl time.Duration) (string, *token.Claims, error) {
 	now := time.Now().Truncate(time.Second)
-	c := &token.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    s.cfg.Issuer,
-			Subject:   sub,
-			Audience:  jwt.ClaimStrings{aud},
-			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-			ID:        newID(),
-		},
-		ClientID: clientID,
-		Scope:    strings.Join(scopes, " "),
-		AMR:      amr,
-	}
-	tok, err := s.sign(ctx, c)
-	return tok, c, err
+	c.Issuer = s.cfg.Issuer
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	c.ID = newID()
+	tok, err := s.sign(ctx, &c)
+	return tok, &c, err
 }
 
 // verifyOwn checks a token the server issued, for any of its audiences.
@@ -280,7 +282,8 @@ func (s *Server) verifyOwn(ctx context.Context, raw string) (*token.Claims, erro
 }
 
 // introspect serves POST /introspect (RFC 7662) to resource servers: clients
-// with the introspect scope.
+// with the introspect scope. A caller that asks about too many inactive
+// tokens in a minute is refused with 429 for the rest of it.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	form, client, ok := s.formClient(w, r)
@@ -291,23 +294,57 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, &oauthError{Code: "invalid_client", Description: "only resource servers may introspect"})
 		return
 	}
+	if blocked, wait := s.introspects.blocked(client.ID, s.now()); blocked {
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		s.writeError(w, &oauthError{Code: "slow_down", Description: "too many lookups of inactive tokens", status: http.StatusTooManyRequests})
+		return
+	}
 	raw, ok := tokenParam(w, s, form)
 	if !ok {
 		return
 	}
-	c, err := s.verifyOwn(r.Context(), raw)
-	if err != nil {
-		writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+	if c, err := s.verifyOwn(r.Context(), raw); err == nil {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"active": true, "scope": c.Scope, "client_id": c.ClientID, "sub": c.Subject, "iss": c.Issuer,
+			"aud": c.Audience, "exp": c.ExpiresAt.Unix(), "iat": c.IssuedAt.Unix(), "jti": c.ID, "token_type": "Bearer",
+		})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"active": true, "scope": c.Scope, "client_id": c.ClientID, "sub": c.Subject, "iss": c.Issuer,
-		"aud": c.Audience, "exp": c.ExpiresAt.Unix(), "iat": c.IssuedAt.Unix(), "jti": c.ID, "token_type": "Bearer",
-	})
+	if rt := s.activeRefresh(r.Context(), raw); rt != nil {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"active": true, "scope": strings.Join(rt.Grant.Scopes, " "), "client_id": rt.Grant.ClientID,
+			"sub": userSubject(rt.Grant.User), "iss": s.cfg.Issuer, "exp": rt.ExpiresAt.Unix(), "iat": rt.IssuedAt.Unix(),
+			"token_type": "refresh_token",
+		})
+		return
+	}
+	s.introspects.fail(client.ID, s.now())
+	writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+}
+
+// activeRefresh returns the refresh token raw when it is one that still
+// works, nil otherwise.
+func (s *Server) activeRefresh(ctx context.Context, raw string) *store.RefreshToken {
+	if !strings.HasPrefix(raw, "tgr_") {
+		return nil
+	}
+	rt, err := s.st.RefreshToken(ctx, hashSecret(raw))
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("refresh token lookup", "err", err)
+		}
+		return nil
+	}
+	now := s.now()
+	if rt.RotatedAt != nil || rt.Grant.RevokedAt != nil || !now.Before(rt.ExpiresAt) || !now.Before(rt.Grant.ExpiresAt) {
+		return nil
+	}
+	return rt
 }
 
 // revoke serves POST /revoke (RFC 7009): a client revokes one of its own
-// tokens. Unknown, expired and already revoked tokens get 200 too.
+// tokens; a refresh token takes its whole grant with it. Unknown, expired
+// and already revoked tokens get 200 too.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	form, client, ok := s.formClient(w, r)
 	if !ok {
@@ -317,42 +354,57 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c, err := s.verifyOwn(r.Context(), raw)
-	if err != nil {
+	var owner string
+	var err error
+	if c, verr := s.verifyOwn(r.Context(), raw); verr == nil {
+		if owner = c.ClientID; owner == client.ID {
+			err = s.st.Revoke(r.Context(), c.ID, c.ExpiresAt.Time)
+		}
+	} else if rt := s.activeRefresh(r.Context(), raw); rt != nil {
+		if owner = rt.Grant.ClientID; owner == client.ID {
+			err = s.st.RevokeGrant(r.Context(), rt.Grant.ID)
+		}
+	} else {
 		w.WriteHeader(http.StatusOK) // nothing to revoke, and no oracle
 		return
 	}
-	if c.ClientID != client.ID {
+	switch {
+	case owner != client.ID:
 		s.writeError(w, errorf("unauthorized_client", "the token was not issued to client %s", client.ID))
-		return
+	case err != nil:
+		s.writeError(w, s.serverError("revoke", err))
+	default:
+		w.WriteHeader(http.StatusOK)
 	}
-	if err := s.st.Revoke(r.Context(), c.ID, c.ExpiresAt.Time); err != nil {
-		s.log.Error("revoke", "err", err)
-		s.writeError(w, &oauthError{Code: "server_error", status: http.StatusInternalServerError})
-		return
-	}
-	w.WriteHeader(http.StatusOK)
 }
 
 // metadata serves the authorization server metadata (RFC 8414), also as the
 // OpenID configuration.
 func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
-	base := strings.TrimSuffix(s.cfg.Issuer, "/")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                s.cfg.Issuer,
-		"jwks_uri":                              base + "/.well-known/jwks.json",
-		"token_endpoint":                        base + "/token",
-		"introspection_endpoint":                base + "/introspect",
-		"revocation_endpoint":                   base + "/revoke",
-		"grant_types_supported":                 s.grants(),
-		"response_types_supported":              []string{},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
-		"code_challenge_methods_supported":              []string{"S256"},
-		"scopes_supported": []string{ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead, ScopeDevicesWrite,
+		"issuer":                                         s.cfg.Issuer,
+		"authorization_endpoint":                         s.url("/authorize"),
+		"token_endpoint":                                 s.url("/token"),
+		"device_authorization_endpoint":                  s.url("/device_authorization"),
+		"introspection_endpoint":                         s.url("/introspect"),
+		"revocation_endpoint":                            s.url("/revoke"),
+		"userinfo_endpoint":                              s.url("/userinfo"),
+		"jwks_uri":                                       s.url("/.well-known/jwks.json"),
+		"grant_types_supported":                          grants,
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"subject_types_supported":                        []string{"public"},
+		"id_token_signing_alg_values_supported":          []string{token.Alg},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"authorization_response_iss_parameter_supported": true,
+		"prompt_values_supported":                        []string{"none", "login"},
+		"claims_supported":                               []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "preferred_username"},
+		"scopes_supported": []string{ScopeOpenID, ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead, ScopeDevicesWrite,
 			ScopeRevocationsRead, ScopeIngest, ScopeDevice},
 	})
 }
@@ -375,27 +427,4 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{"revocations": revs})
-}
-
-// bearer checks the request's bearer API token and its scope, answering 401
-// or 403 as RFC 6750 §3 says when it fails.
-func (s *Server) bearer(w http.ResponseWriter, r *http.Request, scope string) (*token.Claims, bool) {
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || raw == "" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "a bearer token is required"})
-		return nil, false
-	}
-	c, err := s.apiVerifier.Verify(r.Context(), raw)
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": err.Error()})
-		return nil, false
-	}
-	if !c.HasScope(scope) {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="trackgate", error="insufficient_scope", scope=%q`, scope))
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": "needs scope " + scope})
-		return nil, false
-	}
-	return c, true
 }

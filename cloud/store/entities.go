@@ -95,10 +95,22 @@ func (s *Store) CreateDevice(ctx context.Context, d *Device) error {
 
 const deviceColumns = `d.id, d.owner_id, u.name, d.name, d.token_id, d.created_at FROM devices d JOIN users u ON u.id = d.owner_id`
 
-func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
+func scanDevice(r row) (*Device, error) {
 	var d Device
-	err := row.Scan(&d.ID, &d.OwnerID, &d.Owner, &d.Name, &d.TokenID, &d.CreatedAt)
+	err := r.Scan(&d.ID, &d.OwnerID, &d.Owner, &d.Name, &d.TokenID, &d.CreatedAt)
 	return &d, err
+}
+
+// Device returns the device with id, or ErrNotFound.
+func (s *Store) Device(ctx context.Context, id string) (*Device, error) {
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` WHERE d.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("device %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("device %q: %w", id, err)
+	}
+	return d, nil
 }
 
 // Devices returns the devices of a user, by id.
@@ -299,6 +311,19 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 		}
 		return nil
 	})
+}
+
+// PutClient registers a client, or updates it to c when it exists.
+func (s *Store) PutClient(ctx context.Context, c *Client) error {
+	c.CreatedAt = time.Now().UTC()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO clients (id, name, secret_hash, redirect_uris, grant_types, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, redirect_uris = excluded.redirect_uris,
+		grant_types = excluded.grant_types, scopes = excluded.scopes`,
+		c.ID, c.Name, c.SecretHash, joinList(c.RedirectURIs), joinList(c.GrantTypes), joinList(c.Scopes), c.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("put client %q: %w", c.ID, err)
+	}
+	return nil
 }
 
 // Client returns the client with id, or ErrNotFound.

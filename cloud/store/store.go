@@ -100,6 +100,64 @@ var migrations = []string{
 		expires_at TIMESTAMP NOT NULL,
 		revoked_at TIMESTAMP NOT NULL
 	);`,
+	// 2: browser sessions, authorization codes, grants with their refresh
+	// tokens and access tokens, device codes.
+	`CREATE TABLE sessions (
+		id_hash    TEXT PRIMARY KEY,
+		user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		amr        TEXT NOT NULL,
+		auth_time  TIMESTAMP NOT NULL,
+		csrf       TEXT NOT NULL,
+		expires_at TIMESTAMP NOT NULL
+	);
+	CREATE INDEX sessions_expiry ON sessions(expires_at);
+	CREATE TABLE grants (
+		id         TEXT PRIMARY KEY,
+		client_id  TEXT NOT NULL,
+		user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		scopes     TEXT NOT NULL,
+		amr        TEXT NOT NULL,
+		auth_time  TIMESTAMP NOT NULL,
+		created_at TIMESTAMP NOT NULL,
+		expires_at TIMESTAMP NOT NULL,
+		revoked_at TIMESTAMP
+	);
+	CREATE INDEX grants_user ON grants(user_id);
+	CREATE TABLE auth_codes (
+		hash         TEXT PRIMARY KEY,
+		grant_id     TEXT NOT NULL REFERENCES grants(id) ON DELETE CASCADE,
+		redirect_uri TEXT NOT NULL,
+		challenge    TEXT NOT NULL,
+		nonce        TEXT NOT NULL,
+		expires_at   TIMESTAMP NOT NULL,
+		used_at      TIMESTAMP
+	);
+	CREATE TABLE refresh_tokens (
+		hash       TEXT PRIMARY KEY,
+		grant_id   TEXT NOT NULL REFERENCES grants(id) ON DELETE CASCADE,
+		issued_at  TIMESTAMP NOT NULL,
+		expires_at TIMESTAMP NOT NULL,
+		rotated_at TIMESTAMP,
+		successor  TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX refresh_tokens_grant ON refresh_tokens(grant_id);
+	CREATE TABLE grant_access_tokens (
+		jti        TEXT PRIMARY KEY,
+		grant_id   TEXT NOT NULL REFERENCES grants(id) ON DELETE CASCADE,
+		expires_at TIMESTAMP NOT NULL
+	);
+	CREATE INDEX grant_access_tokens_grant ON grant_access_tokens(grant_id);
+	CREATE TABLE device_codes (
+		hash       TEXT PRIMARY KEY,
+		user_code  TEXT NOT NULL UNIQUE,
+		client_id  TEXT NOT NULL,
+		scopes     TEXT NOT NULL,
+		interval_s INTEGER NOT NULL,
+		last_poll  TIMESTAMP,
+		expires_at TIMESTAMP NOT NULL,
+		status     TEXT NOT NULL,
+		grant_id   TEXT NOT NULL DEFAULT ''
+	);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

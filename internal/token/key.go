@@ -161,8 +161,40 @@ func Sign(k Key, c *Claims) (string, error) {
 	if err := c.checkRequired(); err != nil {
 		return "", fmt.Errorf("sign: %w", err)
 	}
+	return sign(k, Type, c)
+}
+
+// IDClaims are the claims of an OpenID Connect ID token (OpenID Connect
+// Core §2): its aud is the client, never a resource.
+type IDClaims struct {
+	jwt.RegisteredClaims          // iss, sub, aud (the client id), exp, iat, jti
+	AuthTime             int64    `json:"auth_time,omitempty"`
+	Nonce                string   `json:"nonce,omitempty"`
+	AMR                  []string `json:"amr,omitempty"`
+	AZP                  string   `json:"azp,omitempty"`
+	PreferredUsername    string   `json:"preferred_username,omitempty"`
+}
+
+// IDType is the typ header of ID tokens, which tells them from access
+// tokens.
+const IDType = "JWT"
+
+// SignID returns an ID token with claims c signed by k, with header
+// {alg: EdDSA, typ: JWT, kid: k.ID}. A verifier of access tokens refuses
+// it: its typ and aud differ.
+func SignID(k Key, c *IDClaims) (string, error) {
+	if err := k.check(); err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	if c == nil || c.Issuer == "" || c.Subject == "" || len(c.Audience) == 0 || c.ExpiresAt == nil || c.IssuedAt == nil {
+		return "", fmt.Errorf("sign ID token: %w: iss, sub, aud, exp and iat are required", ErrMissingClaim)
+	}
+	return sign(k, IDType, c)
+}
+
+func sign(k Key, typ string, c jwt.Claims) (string, error) {
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
-	t.Header["typ"] = Type
+	t.Header["typ"] = typ
 	t.Header["kid"] = k.ID
 	s, err := t.SignedString(k.Private)
 	if err != nil {

@@ -1,0 +1,175 @@
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"trackgate/cloud/store"
+	"trackgate/internal/token"
+)
+
+// userinfo serves GET and POST /userinfo (OpenID Connect Core §5.3) to a
+// user's access token with the openid scope.
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.bearer(w, r, ScopeOpenID)
+	if !ok {
+		return
+	}
+	name, ok := strings.CutPrefix(c.Subject, userPrefix)
+	if !ok {
+		apiError(w, http.StatusForbidden, "insufficient_scope", "not a user's token")
+		return
+	}
+	noStore(w)
+	writeJSON(w, http.StatusOK, map[string]any{"sub": c.Subject, "preferred_username": name})
+}
+
+// apiError answers a JSON API error.
+func apiError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// userBearer checks a user's API token with scope and returns the user.
+func (s *Server) userBearer(w http.ResponseWriter, r *http.Request, scope string) (*store.User, bool) {
+	c, ok := s.bearer(w, r, scope)
+	if !ok {
+		return nil, false
+	}
+	name, ok := strings.CutPrefix(c.Subject, userPrefix)
+	if !ok {
+		apiError(w, http.StatusForbidden, "insufficient_scope", "this API needs a user's token")
+		return nil, false
+	}
+	u, err := s.st.UserByName(r.Context(), name)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			apiError(w, http.StatusUnauthorized, "invalid_token", "the token's user no longer exists")
+		} else {
+			s.log.Error("user lookup", "err", err)
+			apiError(w, http.StatusInternalServerError, "server_error", "try again")
+		}
+		return nil, false
+	}
+	return u, true
+}
+
+// deviceJSON is a device in the API.
+type deviceJSON struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Created string `json:"created,omitempty"`
+	// Token is the device token, given once when the device is added: its
+	// MQTT password (user name: the device id).
+	Token string `json:"token,omitempty"`
+}
+
+// listDevices serves GET /api/v1/devices.
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.userBearer(w, r, ScopeDevicesRead)
+	if !ok {
+		return
+	}
+	devs, err := s.st.Devices(r.Context(), u.ID)
+	if err != nil {
+		s.log.Error("devices", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "try again")
+		return
+	}
+	out := []deviceJSON{}
+	for _, d := range devs {
+		out = append(out, deviceJSON{ID: d.ID, Name: d.Name, Created: d.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
+}
+
+// addDevice serves POST /api/v1/devices {"id", "name"}: it registers a
+// device of the token's user and answers 201 with its device token.
+func (s *Server) addDevice(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.userBearer(w, r, ScopeDevicesWrite)
+	if !ok {
+		return
+	}
+	var req deviceJSON
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
+		return
+	}
+	tok, err := s.AddDevice(r.Context(), u.Name, req.ID, req.Name)
+	switch {
+	case errors.Is(err, store.ErrExists):
+		apiError(w, http.StatusConflict, "conflict", "device "+req.ID+" is already registered")
+		return
+	case errors.Is(err, errDeviceID):
+		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	case err != nil:
+		s.log.Error("add device", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "try again")
+		return
+	}
+	noStore(w)
+	w.Header().Set("Location", "/api/v1/devices/"+req.ID)
+	writeJSON(w, http.StatusCreated, deviceJSON{ID: req.ID, Name: req.Name, Token: tok})
+}
+
+// removeDevice serves DELETE /api/v1/devices/{id}: the device is forgotten
+// and its token revoked. Someone else's device is 404, as a missing one.
+func (s *Server) removeDevice(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.userBearer(w, r, ScopeDevicesWrite)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	d, err := s.st.Device(r.Context(), id)
+	if err == nil && d.OwnerID != u.ID {
+		err = store.ErrNotFound
+	}
+	if err == nil {
+		err = s.RemoveDevice(r.Context(), id)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		apiError(w, http.StatusNotFound, "not_found", "no device "+id)
+	case err != nil:
+		s.log.Error("remove device", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "try again")
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// bearer checks the request's bearer API token and its scope, answering 401
+// or 403 as RFC 6750 §3 says when it fails. A device token (the broker's
+// audience) gets 403: it is genuine but not for the API.
+func (s *Server) bearer(w http.ResponseWriter, r *http.Request, scope string) (*token.Claims, bool) {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || raw == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate"`)
+		apiError(w, http.StatusUnauthorized, "invalid_token", "a bearer token is required")
+		return nil, false
+	}
+	c, err := s.apiVerifier.Verify(r.Context(), raw)
+	if errors.Is(err, token.ErrAudience) {
+		if _, merr := s.mqttVerifier.Verify(r.Context(), raw); merr == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope"`)
+			apiError(w, http.StatusForbidden, "insufficient_scope", "a device token is for the broker, not the API")
+			return nil, false
+		}
+	}
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="invalid_token"`)
+		apiError(w, http.StatusUnauthorized, "invalid_token", err.Error())
+		return nil, false
+	}
+	if !c.HasScope(scope) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope", scope="`+scope+`"`)
+		apiError(w, http.StatusForbidden, "insufficient_scope", "needs scope "+scope)
+		return nil, false
+	}
+	return c, true
+}
