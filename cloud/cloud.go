@@ -5,10 +5,12 @@ package cloud
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +26,8 @@ import (
 
 // Config configures the cloud process.
 type Config struct {
-	HTTP   string            // HTTP listen address, default ":8080"
+	HTTP   string            // HTTP listen address, default "127.0.0.1:8080"
+	TLS    TLSConfig         // HTTPS; without it HTTP listens on loopback only
 	MQTT   ingest.MQTTConfig // the broker the ingest bridge subscribes to
 	Influx influx.Config     // where positions are stored
 	Ingest ingest.Config     // batching and retry of the ingest bridge
@@ -60,7 +63,17 @@ func OpenAuth(ctx context.Context, dir string, cfg auth.Config) (*auth.Server, *
 // RegisterFlags adds the flags of `cloud serve` to fs, writing into c.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.RegisterDataFlags(fs)
-	fs.StringVar(&c.HTTP, "http", ":8080", "HTTP listen `address`")
+	fs.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "HTTP(S) listen `address`; plain HTTP only on a loopback address")
+	fs.DurationVar(&c.Auth.RefreshGrace, "refresh-grace", 0, "window in which a rotated refresh token presented again gets the same successor instead of revoking its grant (at most 10s)")
+	fs.DurationVar(&c.Auth.RefreshIdle, "refresh-idle", 30*24*time.Hour, "lifetime of an unused refresh token")
+	fs.DurationVar(&c.Auth.RefreshMax, "refresh-max", 90*24*time.Hour, "longest a sign-in is refreshed for")
+	fs.DurationVar(&c.Auth.SessionTTL, "session-ttl", 12*time.Hour, "lifetime of a sign-in session at the authorization server")
+	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "HTTPS certificate chain `file` (PEM), reloaded when it changes")
+	fs.StringVar(&c.TLS.Key, "tls-key", "", "HTTPS private key `file` (PEM)")
+	fs.StringVar(&c.TLS.ACMEDomain, "acme-domain", "", "get HTTPS certificates automatically (ACME) for these comma-separated `hosts`")
+	fs.StringVar(&c.TLS.ACMEEmail, "acme-email", "", "contact `address` for the ACME CA")
+	fs.StringVar(&c.TLS.ACMEDirectory, "acme-directory", "", "ACME directory `URL` (default Let's Encrypt)")
+	fs.StringVar(&c.TLS.Redirect, "http-redirect", "", "plain-HTTP listen `address` that redirects to HTTPS and answers ACME challenges, e.g. :80")
 	fs.StringVar(&c.MQTT.Broker, "mqtt", "tcp://127.0.0.1:1883", "`URL` of the MQTT broker positions arrive on (tcp://, ssl://, ws://)")
 	fs.StringVar(&c.MQTT.ClientID, "mqtt-client-id", "trackgate-cloud-ingest", "MQTT client `id` of the ingest bridge (its persistent session)")
 	fs.StringVar(&c.Influx.URL, "influx-url", "http://127.0.0.1:8086", "InfluxDB base `URL`")
@@ -79,9 +92,12 @@ type Cloud struct {
 	influx *influx.Client
 	bridge *ingest.Bridge
 	http   *server.Server
+	// redirect serves the plain-HTTP listener next to HTTPS.
+	redirect http.Handler
 }
 
-// New checks cfg and wires the cloud's parts. It does no I/O.
+// New checks cfg and wires the cloud's parts. Its only I/O is reading the
+// TLS certificate files.
 func New(cfg Config) (*Cloud, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -91,6 +107,17 @@ func New(cfg Config) (*Cloud, error) {
 	}
 	if cfg.Data == "" {
 		return nil, errors.New("cloud: no data directory (--data)")
+	}
+	if err := cfg.TLS.check(cfg.HTTP); err != nil {
+		return nil, fmt.Errorf("cloud: %w", err)
+	}
+	var tlsCfg *tls.Config
+	var redirect http.Handler
+	if cfg.TLS.enabled() {
+		var err error
+		if tlsCfg, redirect, err = cfg.TLS.build(cfg.Data, cfg.Logger); err != nil {
+			return nil, fmt.Errorf("cloud: %w", err)
+		}
 	}
 	cfg.Ingest.Logger = cfg.Logger.With("component", "ingest")
 	db, err := influx.New(cfg.Influx)
@@ -106,6 +133,7 @@ func New(cfg Config) (*Cloud, error) {
 	}
 	srv := server.New(server.Config{
 		Addr:     cfg.HTTP,
+		TLS:      tlsCfg,
 		Gatherer: reg,
 		Logger:   cfg.Logger.With("component", "http"),
 		Checks: []server.Check{
@@ -118,7 +146,7 @@ func New(cfg Config) (*Cloud, error) {
 			}},
 		},
 	})
-	return &Cloud{cfg: cfg, influx: db, bridge: bridge, http: srv}, nil
+	return &Cloud{cfg: cfg, influx: db, bridge: bridge, http: srv, redirect: redirect}, nil
 }
 
 // HTTP returns the HTTP server (for its address once Ready).
@@ -138,5 +166,10 @@ func (c *Cloud) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.http.Run(ctx) })
 	g.Go(func() error { return c.bridge.Run(ctx) })
+	if c.cfg.TLS.Redirect != "" {
+		g.Go(func() error {
+			return runRedirect(ctx, c.cfg.TLS.Redirect, c.redirect, c.cfg.Logger.With("component", "http"))
+		})
+	}
 	return g.Wait()
 }

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +28,8 @@ type Check struct {
 // Config configures the server.
 type Config struct {
 	Addr     string // listen address, e.g. ":8080" (":0" picks a free port)
+	// TLS, when set, makes the server serve HTTPS only.
+	TLS *tls.Config
 	Checks   []Check
 	Gatherer prometheus.Gatherer // metrics served on /metrics
 	Logger   *slog.Logger
@@ -103,13 +106,16 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.addr = ln.Addr()
 	s.mu.Unlock()
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	srv := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	close(s.ready)
-	s.cfg.Logger.Info("http listening", "addr", ln.Addr().String())
+	s.cfg.Logger.Info("http listening", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
