@@ -79,6 +79,7 @@ type Store interface {
 	KeyStore
 	CreateUser(ctx context.Context, u *store.User) error
 	UserByName(ctx context.Context, name string) (*store.User, error)
+	SetPassword(ctx context.Context, userID int64, hash string) error
 	SetTOTP(ctx context.Context, userID int64, secret string) error
 	UseTOTPStep(ctx context.Context, userID, step int64) (bool, error)
 	CreateDevice(ctx context.Context, d *store.Device) error
@@ -216,9 +217,27 @@ func (s *Server) AddUser(ctx context.Context, name, password string) error {
 	return s.st.CreateUser(ctx, &store.User{Name: name, PasswordHash: hash})
 }
 
+// SetPassword changes a user's password and revokes the user's grants:
+// every refresh token, and the access tokens issued with them.
+func (s *Server) SetPassword(ctx context.Context, name, password string) error {
+	u, err := s.st.UserByName(ctx, name)
+	if err != nil {
+		return err
+	}
+	hash, err := HashPassword(password)
+	if err != nil {
+		return err
+	}
+	if err := s.st.SetPassword(ctx, u.ID, hash); err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	return s.st.RevokeUserGrants(ctx, u.ID)
+}
+
 // EnrolTOTP creates a TOTP secret for a user (RFC 6238: SHA-1, 6 digits,
 // 30 s, 160-bit secret), stores it sealed, and returns the otpauth:// URI
-// to show once.
+// to show once. Enrolling again replaces the secret and revokes the user's
+// grants.
 func (s *Server) EnrolTOTP(ctx context.Context, name string) (string, error) {
 	u, err := s.st.UserByName(ctx, name)
 	if err != nil {
@@ -234,6 +253,11 @@ func (s *Server) EnrolTOTP(ctx context.Context, name string) (string, error) {
 	}
 	if err := s.st.SetTOTP(ctx, u.ID, sealed); err != nil {
 		return "", fmt.Errorf("totp: %w", err)
+	}
+	if u.TOTPSecret != "" {
+		if err := s.st.RevokeUserGrants(ctx, u.ID); err != nil {
+			return "", fmt.Errorf("totp: %w", err)
+		}
 	}
 	return key.URL(), nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,6 +124,70 @@ func (s *Server) AddServiceClient(ctx context.Context, name string, scopes []str
 		return "", "", err
 	}
 	return c.ID, secret, nil
+}
+
+// AddAppClient registers a client that acts for people through the
+// authorization code flow with PKCE (and refresh tokens) at the given
+// redirect URIs, with scopes (all user scopes when none). A confidential
+// client gets a secret, returned once; only its hash is kept.
+func (s *Server) AddAppClient(ctx context.Context, name string, redirectURIs, scopes []string, confidential bool) (id, secret string, err error) {
+	if !validUserName(name) {
+		return "", "", fmt.Errorf("client name %q: 1-64 characters of A-Z a-z 0-9 . _ @ -", name)
+	}
+	if len(redirectURIs) == 0 {
+		return "", "", errors.New("give at least one redirect URI")
+	}
+	for _, u := range redirectURIs {
+		if err := checkRedirectURI(u); err != nil {
+			return "", "", err
+		}
+	}
+	if len(scopes) == 0 {
+		scopes = userAPIScopes
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(userAPIScopes, sc) {
+			return "", "", fmt.Errorf("scope %q is not for people's tokens (%s)", sc, strings.Join(userAPIScopes, " "))
+		}
+	}
+	c := &store.Client{ID: name, Name: name, RedirectURIs: redirectURIs, Scopes: scopes,
+		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}}
+	if confidential {
+		secret = "tgs_" + newSecret()
+		c.SecretHash = hashSecret(secret)
+	}
+	if err := s.st.CreateClient(ctx, c); err != nil {
+		return "", "", err
+	}
+	return c.ID, secret, nil
+}
+
+// checkRedirectURI refuses a redirect URI that could leak codes (RFC 9700
+// §2.1, §4.1.3; RFC 8252 §7): it must be https, http on a loopback address
+// (any port will match), or an app's private-use scheme; never a fragment,
+// a wildcard or "localhost".
+func checkRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || !u.IsAbs():
+		return fmt.Errorf("redirect URI %q: not an absolute URI", raw)
+	case strings.Contains(raw, "#"):
+		return fmt.Errorf("redirect URI %q: no fragment allowed", raw)
+	case strings.Contains(raw, "*"):
+		return fmt.Errorf("redirect URI %q: no wildcards: URIs match exactly", raw)
+	case u.Scheme == "https" && u.Host != "":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		if u.Port() != "" {
+			return fmt.Errorf("redirect URI %q: register loopback URIs without a port: any port matches", raw)
+		}
+		return nil
+	case u.Scheme == "http":
+		return fmt.Errorf("redirect URI %q: plain http only on 127.0.0.1 or [::1] (not localhost)", raw)
+	case u.Scheme == "javascript" || u.Scheme == "data" || u.Scheme == "file":
+		return fmt.Errorf("redirect URI %q: scheme %s not allowed", raw, u.Scheme)
+	}
+	return nil // a native app's private-use scheme
 }
 
 func knownScope(sc string) bool {

@@ -50,6 +50,11 @@ func (s *Store) UserByName(ctx context.Context, name string) (*User, error) {
 	return &u, nil
 }
 
+// SetPassword changes a user's password hash.
+func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) error {
+	return s.update(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
+}
+
 // SetTOTP enrols (or, with an empty secret, removes) a user's TOTP secret.
 func (s *Store) SetTOTP(ctx context.Context, userID int64, secret string) error {
 	return s.update(ctx, `UPDATE users SET totp_secret = ?, totp_last_step = 0 WHERE id = ?`, secret, userID)

@@ -18,19 +18,20 @@ import (
 )
 
 // admin runs the commands that manage the data directory: "user add",
-// "user totp", "device add", "device rm", "client add" and "keys rotate".
+// "user passwd", "user totp", "device add", "device rm", "client add" and "keys rotate".
 func admin(ctx context.Context, command string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cloud "+command, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg cloud.Config
 	cfg.RegisterDataFlags(fs)
 	var owner, name, scope string
-	var service bool
+	var service, confidential bool
+	var redirects listFlag
 	var lead time.Duration
 	synopsis := "cloud " + command + " [flags]"
 	var nargs int
 	switch command {
-	case "user add", "user totp":
+	case "user add", "user totp", "user passwd":
 		synopsis, nargs = "cloud "+command+" [flags] NAME", 1
 	case "device add":
 		fs.StringVar(&owner, "owner", "", "user `name` of the device's owner (required)")
@@ -39,9 +40,11 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 	case "device rm":
 		synopsis, nargs = "cloud device rm [flags] DEVICE", 1
 	case "client add":
-		fs.BoolVar(&service, "service", false, "a confidential service client for the client credentials grant (required: the only kind added here)")
-		fs.StringVar(&scope, "scope", strings.Join(auth.ServiceScopes, " "), "space-separated `scopes` the client may ask for")
-		synopsis, nargs = "cloud client add --service [flags] NAME", 1
+		fs.BoolVar(&service, "service", false, "a confidential service client for the client credentials grant")
+		fs.Var(&redirects, "redirect-uri", "an app client's redirect `URI` (repeatable): https, http://127.0.0.1/… (any port), or an app's own scheme")
+		fs.BoolVar(&confidential, "confidential", false, "the app client gets a secret (a server-side app); without it the app is public and uses PKCE alone")
+		fs.StringVar(&scope, "scope", "", "space-separated `scopes` the client may ask for (default: "+strings.Join(auth.ServiceScopes, " ")+" for a service, every user scope for an app)")
+		synopsis, nargs = "cloud client add (--service | --redirect-uri URI...) [flags] NAME", 1
 	case "keys rotate":
 		fs.DurationVar(&lead, "rotation-lead", 10*time.Minute, "how long the new key is published before it signs (at least the verifiers' JWKS refresh interval)")
 	default:
@@ -64,8 +67,8 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 	if command == "device add" && owner == "" {
 		return config.Usagef("%s: --owner is required", synopsis)
 	}
-	if command == "client add" && !service {
-		return config.Usagef("%s: --service is required (other clients register through OAuth)", synopsis)
+	if command == "client add" && service == (len(redirects) > 0) {
+		return config.Usagef("%s: give --service, or the app's --redirect-uri, not both", synopsis)
 	}
 	a, st, err := cloud.OpenAuth(ctx, cfg.Data, cfg.Auth)
 	if err != nil {
@@ -93,6 +96,15 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 		}
 		fmt.Fprintln(stdout, uri)
 		fmt.Fprintln(stderr, "add this URI to an authenticator app now: it is not shown again")
+	case "user passwd":
+		password, err := readPassword(stdin)
+		if err != nil {
+			return err
+		}
+		if err := a.SetPassword(ctx, arg, password); err != nil {
+			return friendly(err)
+		}
+		fmt.Fprintf(stderr, "password of %s changed; the user's sign-ins elsewhere are revoked\n", arg)
 	case "device add":
 		tok, err := a.AddDevice(ctx, owner, arg, name)
 		if err != nil {
@@ -105,13 +117,22 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 		}
 		fmt.Fprintf(stderr, "device %s deleted; its token is revoked\n", arg)
 	case "client add":
-		id, secret, err := a.AddServiceClient(ctx, arg, strings.Fields(scope))
+		var id, secret string
+		if service {
+			id, secret, err = a.AddServiceClient(ctx, arg, strings.Fields(scope))
+		} else {
+			id, secret, err = a.AddAppClient(ctx, arg, redirects, strings.Fields(scope), confidential)
+		}
 		if err != nil {
 			return friendly(err)
 		}
-		out, _ := json.Marshal(map[string]string{"client_id": id, "client_secret": secret})
-		fmt.Fprintf(stdout, "%s\n", out)
-		fmt.Fprintln(stderr, "keep the secret now: only its hash is stored")
+		out := map[string]string{"client_id": id}
+		if secret != "" {
+			out["client_secret"] = secret
+			defer fmt.Fprintln(stderr, "keep the secret now: only its hash is stored")
+		}
+		b, _ := json.Marshal(out)
+		fmt.Fprintf(stdout, "%s\n", b)
 	case "keys rotate":
 		rec, err := a.Keys().Rotate(ctx, time.Now(), lead)
 		if err != nil {
@@ -121,6 +142,12 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 	}
 	return nil
 }
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // readPassword reads one line from r: the password, without its line end.
 func readPassword(r io.Reader) (string, error) {

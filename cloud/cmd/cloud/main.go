@@ -22,10 +22,13 @@ const usage = `Usage: cloud COMMAND [flags]
 Commands:
   serve                         run the ingest bridge (MQTT → InfluxDB) and the HTTP server
   user add NAME                 add a user; the password is read from standard input
-  user totp NAME                enrol TOTP for a user; prints the otpauth:// URI (shown once)
+  user passwd NAME              change a user's password (from standard input); revokes the user's sign-ins
+  user totp NAME                enrol TOTP for a user; prints the otpauth:// URI (shown once); again: a new secret
   device add --owner NAME ID    register a device; prints its device token (alone) on standard output
   device rm ID                  delete a device and revoke its token
   client add --service NAME     add a service client (client credentials grant); prints {"client_id":…,"client_secret":…}
+  client add --redirect-uri URI NAME
+                                add an app that signs people in (code flow with PKCE); --confidential gives it a secret
   keys rotate                   publish a new signing key, which signs after --rotation-lead
 
 Run "cloud COMMAND --help" for the flags of a command.

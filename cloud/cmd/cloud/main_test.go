@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,7 +13,7 @@ import (
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {
 	testenv.CheckREADMEFlags(t, run, "serve", "--help")
-	for _, cmd := range [][]string{{"user", "add"}, {"user", "totp"}, {"device", "add"}, {"device", "rm"}, {"client", "add"}, {"keys", "rotate"}} {
+	for _, cmd := range [][]string{{"user", "add"}, {"user", "passwd"}, {"user", "totp"}, {"device", "add"}, {"device", "rm"}, {"client", "add"}, {"keys", "rotate"}} {
 		testenv.CheckREADMEFlags(t, run, append(cmd, "--help")...)
 	}
 }
@@ -57,7 +58,39 @@ func TestAdmin(t *testing.T) {
 		t.Fatalf("client add printed %q, %v", out, err)
 	}
 	if _, err := cmd("", "client", "add", "x"); config.ExitCode(err, &bytes.Buffer{}) != 2 {
-		t.Fatalf("client add without --service: %v", err)
+		t.Fatalf("client add without --service or --redirect-uri: %v", err)
+	}
+	if _, err := cmd("new password\n", "user", "passwd", "ann"); err != nil {
+		t.Fatal(err)
+	}
+	// AUTH.md item 13 and 12: redirect URIs an app may register.
+	for i, tt := range []struct {
+		uri string
+		ok  bool
+	}{
+		{"https://app.example/cb", true},
+		{"http://127.0.0.1/cb", true},
+		{"http://[::1]/cb", true},
+		{"com.example.track:/cb", true},
+		{"http://app.example/cb", false},
+		{"http://localhost/cb", false},
+		{"http://127.0.0.1:8000/cb", false},
+		{"https://app.example/cb#frag", false},
+		{"https://*.example/cb", false},
+		{"/cb", false},
+		{"javascript:alert(1)", false},
+	} {
+		name := "app" + strconv.Itoa(i)
+		out, err := cmd("", "client", "add", "--redirect-uri", tt.uri, name)
+		if (err == nil) != tt.ok {
+			t.Errorf("13: redirect URI %q: %q, %v", tt.uri, out, err)
+		}
+		if err == nil && strings.Contains(out, "client_secret") {
+			t.Errorf("a public app client got a secret: %s", out)
+		}
+	}
+	if out, err := cmd("", "client", "add", "--confidential", "--redirect-uri", "https://web.example/cb", "web"); err != nil || !strings.Contains(out, `"client_secret":"tgs_`) {
+		t.Errorf("confidential app: %q, %v", out, err)
 	}
 	if _, err := cmd("", "keys", "rotate"); err != nil {
 		t.Fatal(err)
