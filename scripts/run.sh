@@ -103,15 +103,23 @@ start gpssim "$root/bin/gpssim" --link "$VAR/gps0" --rate 1 --baud 9600 --profil
 start gateway "$root/bin/gateway" --mqtt "127.0.0.1:$MQTT_PORT" --mqtt-ws "127.0.0.1:$WS_PORT" --insecure-allow-all \
 	--http "127.0.0.1:$GATEWAY_HTTP_PORT" --source "serial:$VAR/gps0=$DEVICE"
 wait_for gateway "http://127.0.0.1:$GATEWAY_HTTP_PORT/healthz"
-start cloud "$root/bin/cloud" serve --http "127.0.0.1:$HTTP_PORT" --mqtt "tcp://127.0.0.1:$MQTT_PORT" \
-	--influx-url "$INFLUX_URL" --influx-bucket "${TRACKGATE_INFLUX_BUCKET:-trackgate}"
+ISSUER="http://127.0.0.1:$HTTP_PORT"
+# A demo user to sign in with, made once; its password is kept in var/ (mode 0600).
+if [ ! -s "$VAR/demo-password" ]; then
+	(umask 077 && head -c 12 /dev/urandom | base64 | tr -d '/+=' >"$VAR/demo-password")
+	"$root/bin/cloud" user add demo --data "$VAR/cloud" --issuer "$ISSUER" <"$VAR/demo-password" 2>/dev/null ||
+		"$root/bin/cloud" user passwd demo --data "$VAR/cloud" --issuer "$ISSUER" <"$VAR/demo-password"
+fi
+start cloud "$root/bin/cloud" serve --http "127.0.0.1:$HTTP_PORT" --issuer "$ISSUER" --data "$VAR/cloud" \
+	--mqtt "tcp://127.0.0.1:$MQTT_PORT" --influx-url "$INFLUX_URL" --influx-bucket "${TRACKGATE_INFLUX_BUCKET:-trackgate}"
 wait_for cloud "http://127.0.0.1:$HTTP_PORT/readyz"
 
 cat <<MSG
 
 trackgate is running (logs in var/log/, data in var/):
   MQTT broker      tcp://127.0.0.1:$MQTT_PORT   ws://127.0.0.1:$WS_PORT
-  cloud            http://127.0.0.1:$HTTP_PORT   (/healthz /readyz /metrics)
+  cloud            $ISSUER   (/healthz /readyz /metrics, OAuth metadata at /.well-known/openid-configuration)
+  sign in          $ISSUER/login as demo, password $(cat "$VAR/demo-password") (var/demo-password)
   InfluxDB         $INFLUX_URL   (database trackgate)
   gateway          http://127.0.0.1:$GATEWAY_HTTP_PORT   (/status /metrics)
   GPS receiver     gpssim on var/gps0 (u-blox, 1 Hz, 9600 baud), read by the gateway as device $DEVICE
