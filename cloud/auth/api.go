@@ -20,11 +20,18 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	name, ok := strings.CutPrefix(c.Subject, userPrefix)
 	if !ok {
-		apiError(w, http.StatusForbidden, "insufficient_scope", "not a user's token")
+		notUsers(w, "not a user's token")
 		return
 	}
 	noStore(w)
 	writeJSON(w, http.StatusOK, map[string]any{"sub": c.Subject, "preferred_username": name})
+}
+
+// notUsers answers 403 to a genuine token that is not a user's (a service
+// client's), with the challenge of RFC 6750 §3.
+func notUsers(w http.ResponseWriter, desc string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope"`)
+	apiError(w, http.StatusForbidden, "insufficient_scope", desc)
 }
 
 // apiError answers a JSON API error.
@@ -40,7 +47,7 @@ func (s *Server) userBearer(w http.ResponseWriter, r *http.Request, scope string
 	}
 	name, ok := strings.CutPrefix(c.Subject, userPrefix)
 	if !ok {
-		apiError(w, http.StatusForbidden, "insufficient_scope", "this API needs a user's token")
+		notUsers(w, "this API needs a user's token")
 		return nil, false
 	}
 	u, err := s.st.UserByName(r.Context(), name)

@@ -36,7 +36,7 @@ type GrantStore interface {
 	CreateDeviceCode(ctx context.Context, d *store.DeviceCode) error
 	DeviceCodeByUserCode(ctx context.Context, userCode string) (*store.DeviceCode, error)
 	DecideDeviceCode(ctx context.Context, userCode string, g *store.Grant) error
-	PollDeviceCode(ctx context.Context, hash string, now time.Time) (*store.DeviceCode, bool, error)
+	PollDeviceCode(ctx context.Context, hash, clientID string, now time.Time) (*store.DeviceCode, bool, error)
 }
 
 // ScopeOpenID asks for an ID token (OpenID Connect) and /userinfo.
@@ -140,14 +140,21 @@ func (s *Server) refreshGrant(ctx context.Context, client *store.Client, form ur
 	case !now.Before(g.ExpiresAt) || !now.Before(rt.ExpiresAt):
 		return nil, invalidGrant("refresh token expired: sign in again")
 	}
+	// A rotated token outside the grace window revokes its grant whatever
+	// else the request says: reuse detection must not hinge on the scope.
+	if rt.RotatedAt != nil && !s.inGrace(rt, now) {
+		return s.refreshReused(ctx, rt, now)
+	}
+	// No scope (or an empty one) is the grant's; a narrower one is honoured.
 	scopes := g.Scopes
-	if form.Has("scope") {
-		scopes = strings.Fields(form.Get("scope"))
-		for _, sc := range scopes {
+	if requested := strings.Fields(form.Get("scope")); len(requested) > 0 {
+		for _, sc := range requested {
 			if !slices.Contains(g.Scopes, sc) {
 				return nil, errorf("invalid_scope", "scope %q was not granted", sc)
 			}
 		}
+		slices.Sort(requested)
+		scopes = slices.Compact(requested)
 	}
 	if rt.RotatedAt != nil {
 		return s.refreshReused(ctx, rt, now)
@@ -166,9 +173,15 @@ func (s *Server) refreshGrant(ctx context.Context, client *store.Client, form ur
 // errRotated tells refreshGrant that its token was rotated under it.
 var errRotated = &oauthError{Code: "invalid_grant"}
 
+// inGrace reports whether rotated refresh token rt, presented at now, is
+// within the grace window that gets its successor again.
+func (s *Server) inGrace(rt *store.RefreshToken, now time.Time) bool {
+	return rt.Successor != "" && now.Sub(*rt.RotatedAt) <= s.cfg.RefreshGrace
+}
+
 // refreshReused answers a refresh token presented after its rotation.
 func (s *Server) refreshReused(ctx context.Context, rt *store.RefreshToken, now time.Time) (*tokenResponse, *oauthError) {
-	if rt.Successor != "" && now.Sub(*rt.RotatedAt) <= s.cfg.RefreshGrace {
+	if s.inGrace(rt, now) {
 		var resp tokenResponse
 		plain, err := s.secrets.open(rt.Successor)
 		if err == nil {
@@ -260,7 +273,7 @@ func (s *Server) deviceCodeGrant(ctx context.Context, client *store.Client, form
 		return nil, invalidRequest("device_code is missing")
 	}
 	now := s.now()
-	d, slow, err := s.st.PollDeviceCode(ctx, hashSecret(raw), now)
+	d, slow, err := s.st.PollDeviceCode(ctx, hashSecret(raw), client.ID, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, invalidGrant("unknown device code")
 	}

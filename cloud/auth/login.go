@@ -79,8 +79,11 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, u *store.U
 }
 
 // seeOther redirects with 303 (after a POST: never 307, which would repeat
-// the POST with its credentials).
+// the POST with its credentials), with the headers of the pages: the
+// redirects of /authorize and of the sign-in pages are theirs, and some set
+// the session cookie (no caching, no framing, no Referer).
 func seeOther(w http.ResponseWriter, r *http.Request, to string) {
+	pageHeaders(w)
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
@@ -148,7 +151,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now, addr, account := s.now(), clientAddr(r), strings.ToLower(name)
-	if msg := s.throttled(now, limit{s.loginAddr, addr}, limit{s.loginAccount, account}); msg != "" {
+	limits := []limit{{s.loginAddr, addr}, {s.loginAccount, account}}
+	if msg := s.take(now, limits...); msg != "" {
 		s.renderLogin(w, r, http.StatusTooManyRequests, to, name, msg)
 		return
 	}
@@ -157,6 +161,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		hash = u.PasswordHash
 	} else if !errors.Is(err, store.ErrNotFound) {
+		giveBack(limits...)
 		s.log.Error("user lookup", "err", err)
 		s.errorPage(w, http.StatusInternalServerError, "Something went wrong; try again.")
 		return
@@ -165,13 +170,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Error("check password", "err", err)
 	}
-	if !good || u == nil {
-		s.loginAddr.fail(addr, now)
-		s.loginAccount.fail(account, now)
+	if !good || u == nil { // counted by take
 		s.log.Info("sign-in failed", "addr", addr)
 		s.renderLogin(w, r, http.StatusUnauthorized, to, name, errBadCredentials)
 		return
 	}
+	s.loginAddr.giveBack(addr)
 	s.loginAccount.reset(account)
 	if err := s.startSession(w, r, u, []string{"pwd"}, now); err != nil {
 		s.log.Error("start session", "err", err)
@@ -193,15 +197,61 @@ type limit struct {
 	key string
 }
 
-// throttled returns the message to show when any of the limits is blocked
-// at now, "" when none is.
-func (s *Server) throttled(now time.Time, limits ...limit) string {
-	for _, l := range limits {
-		if blocked, wait := l.t.blocked(l.key, now); blocked {
+// take counts an attempt against each of the limits before the attempt is
+// checked, so that guesses sent in parallel cannot all pass the check
+// before the first failure is counted: a failed attempt stays counted, a
+// successful one is given back (giveBack, or the limit's reset). When a
+// limit is blocked at now, take counts nothing and returns the message to
+// show; otherwise "".
+func (s *Server) take(now time.Time, limits ...limit) string {
+	for i, l := range limits {
+		if ok, wait := l.t.take(l.key, now); !ok {
+			giveBack(limits[:i]...)
 			return fmt.Sprintf("Too many failed attempts. Try again in %d minutes.", int(wait.Minutes())+1)
 		}
 	}
 	return ""
+}
+
+// giveBack uncounts the attempt take counted against limits.
+func giveBack(limits ...limit) {
+	for _, l := range limits {
+		l.t.giveBack(l.key)
+	}
+}
+
+// take counts an attempt of key at now as fail does, unless key is blocked
+// at now: then it counts nothing and returns false and how long the block
+// lasts. The check and the count are one step under the lock.
+func (t *throttle) take(key string, now time.Time) (bool, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.keys[key]
+	if f != nil && now.Before(f.until) {
+		if f.n >= t.max {
+			return false, f.until.Sub(now)
+		}
+		f.n++
+		return true, 0
+	}
+	if len(t.keys) >= maxThrottleKeys {
+		for k, f := range t.keys {
+			if !now.Before(f.until) {
+				delete(t.keys, k)
+			}
+		}
+	}
+	t.keys[key] = &failures{n: 1, until: now.Add(t.window)}
+	return true, 0
+}
+
+// giveBack uncounts an attempt of key counted by take that succeeded.
+func (t *throttle) giveBack(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.keys[key]; f != nil && f.n > 0 {
+		f.n--
+	}
 }
 
 // csrfCookieMatches checks the sign-in form's double-submitted token.
@@ -253,7 +303,8 @@ func (s *Server) totpLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now, key := s.now(), fmt.Sprint(ss.UserID)
-	if page.Error = s.throttled(now, limit{s.totpUser, key}); page.Error != "" {
+	lim := limit{s.totpUser, key}
+	if page.Error = s.take(now, lim); page.Error != "" {
 		s.render(w, http.StatusTooManyRequests, "totp", page)
 		return
 	}
@@ -263,12 +314,12 @@ func (s *Server) totpLogin(w http.ResponseWriter, r *http.Request) {
 		good, err = s.CheckTOTP(r.Context(), u, strings.TrimSpace(r.PostFormValue("code")), now)
 	}
 	if err != nil {
+		giveBack(lim)
 		s.log.Error("check TOTP", "err", err)
 		s.errorPage(w, http.StatusInternalServerError, "Something went wrong; try again.")
 		return
 	}
-	if !good {
-		s.totpUser.fail(key, now)
+	if !good { // counted by take
 		s.log.Info("TOTP failed", "user", ss.User, "addr", clientAddr(r))
 		page.Error = "Wrong or already used code."
 		s.render(w, http.StatusUnauthorized, "totp", page)

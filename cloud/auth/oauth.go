@@ -311,10 +311,13 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rt := s.activeRefresh(r.Context(), raw); rt != nil {
+		// A refresh token is for the authorization server alone: its
+		// audience is the issuer, never a resource, so that a resource
+		// server checking aud cannot take it for an access token.
 		writeJSON(w, http.StatusOK, map[string]any{
 			"active": true, "scope": strings.Join(rt.Grant.Scopes, " "), "client_id": rt.Grant.ClientID,
-			"sub": userSubject(rt.Grant.User), "iss": s.cfg.Issuer, "exp": rt.ExpiresAt.Unix(), "iat": rt.IssuedAt.Unix(),
-			"token_type": "refresh_token",
+			"sub": userSubject(rt.Grant.User), "iss": s.cfg.Issuer, "aud": []string{s.cfg.Issuer},
+			"exp": rt.ExpiresAt.Unix(), "iat": rt.IssuedAt.Unix(), "token_type": "refresh_token",
 		})
 		return
 	}

@@ -62,7 +62,8 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request) {
 // with the status and message to show.
 func (s *Server) pendingDeviceCode(r *http.Request, ss *store.Session, typed string) (*store.DeviceCode, int, string) {
 	now, keys := s.now(), []limit{{s.userCodes, clientAddr(r)}, {s.userCodes, ss.IDHash}}
-	if msg := s.throttled(now, keys...); msg != "" {
+	// Counted before the lookup (see take), given back when it finds one.
+	if msg := s.take(now, keys...); msg != "" {
 		return nil, http.StatusTooManyRequests, msg
 	}
 	var d *store.DeviceCode
@@ -74,13 +75,12 @@ func (s *Server) pendingDeviceCode(r *http.Request, ss *store.Session, typed str
 	}
 	switch {
 	case err == nil && d.Status == store.DevicePending && now.Before(d.ExpiresAt):
+		giveBack(keys...)
 		return d, http.StatusOK, ""
 	case err == nil || errors.Is(err, store.ErrNotFound):
-		for _, l := range keys {
-			l.t.fail(l.key, now)
-		}
 		return nil, http.StatusBadRequest, "That code is unknown, expired or already used. Check it, or start again on your device."
 	}
+	giveBack(keys...)
 	s.log.Error("user code lookup", "err", err)
 	return nil, http.StatusInternalServerError, "Something went wrong; try again."
 }

@@ -404,13 +404,15 @@ func (s *Store) DecideDeviceCode(ctx context.Context, userCode string, g *Grant)
 	})
 }
 
-// PollDeviceCode records a poll of the device code whose hash is hash at
-// now and returns the authorization as it was before the poll, with
-// slowDown true when the poll came sooner than the interval after the last
-// one (the interval then grows by 5 s, RFC 8628 §3.5). A timely poll of an
-// approved authorization marks it used: its tokens are issued once.
+// PollDeviceCode records a poll of the device code whose hash is hash by
+// client clientID at now and returns the authorization as it was before
+// the poll, with slowDown true when the poll came sooner than the interval
+// after the last one (the interval then grows by 5 s, RFC 8628 §3.5). A
+// timely poll of an approved authorization marks it used: its tokens are
+// issued once. A poll by a client other than the code's changes nothing:
+// it neither spends the approval nor counts against the interval.
 // ErrNotFound for an unknown code.
-func (s *Store) PollDeviceCode(ctx context.Context, hash string, now time.Time) (d *DeviceCode, slowDown bool, err error) {
+func (s *Store) PollDeviceCode(ctx context.Context, hash, clientID string, now time.Time) (d *DeviceCode, slowDown bool, err error) {
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
 		d, err = scanDeviceCode(tx.QueryRowContext(ctx, `SELECT `+deviceCodeColumns+` WHERE hash = ?`, hash))
@@ -419,6 +421,9 @@ func (s *Store) PollDeviceCode(ctx context.Context, hash string, now time.Time) 
 		}
 		if err != nil {
 			return fmt.Errorf("device code: %w", err)
+		}
+		if d.ClientID != clientID {
+			return nil
 		}
 		interval, status := d.Interval, d.Status
 		slowDown = d.LastPoll != nil && now.Sub(*d.LastPoll) < d.Interval
