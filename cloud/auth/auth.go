@@ -332,7 +332,7 @@ func (s *Server) sign(ctx context.Context, c *token.Claims) (string, error) {
 
 // Mount registers the server's endpoints with handle (an http.ServeMux's
 // Handle, say): the JWKS and metadata under /.well-known/; /authorize with
-// the sign-in pages (/login, /login/totp, POST /logout); POST /token,
+// the sign-in pages (/login, /login/totp, /logout); POST /token,
 // /refresh, /introspect, /revoke and /device_authorization with its
 // verification page /device; /userinfo; and the API's /api/v1/devices and
 // GET /api/v1/revocations.
@@ -350,6 +350,7 @@ func (s *Server) Mount(handle func(pattern string, h http.Handler)) {
 		"POST /login":                                 s.login,
 		"GET /login/totp":                             s.totpPage,
 		"POST /login/totp":                            s.totpLogin,
+		"GET /logout":                                 s.logoutPage,
 		"POST /logout":                                s.logout,
 		"POST /device_authorization":                  s.deviceAuthorization,
 		"GET /device":                                 s.devicePage,

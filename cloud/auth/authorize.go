@@ -155,7 +155,6 @@ const challengeWindow = 10 * time.Minute
 // challengeSeen records a code challenge and reports whether it was seen in
 // the last challengeWindow.
 func (s *Server) challengeSeen(challenge string, now time.Time) bool {
-	seen, _ := s.challenges.blocked(challenge, now)
-	s.challenges.fail(challenge, now)
-	return seen
+	fresh, _ := s.challenges.take(challenge, now)
+	return !fresh
 }

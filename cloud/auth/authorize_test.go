@@ -1075,7 +1075,7 @@ func TestItem102ThrottlePerAddress(t *testing.T) {
 	// other names and forged forwarding headers.
 	u, _ := url.Parse(f.http.URL)
 	for range 14 {
-		f.srv.loginAddr.fail(u.Hostname(), f.srv.now())
+		f.srv.loginAddr.take(u.Hostname(), f.srv.now())
 	}
 	for i := range 4 {
 		h := http.Header{"X-Forwarded-For": {fmt.Sprintf("198.51.100.%d", i)}, "X-Real-Ip": {fmt.Sprintf("198.51.100.%d", i)}}

@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/oauth2"
+
+	"trackgate/internal/token"
 )
 
 // browser is a client with a cookie jar that follows redirects on the
@@ -236,5 +239,85 @@ func TestCodeFlowWithOAuth2AndOIDC(t *testing.T) {
 	}
 	if next.AccessToken == tok.AccessToken || next.RefreshToken == tok.RefreshToken || next.RefreshToken == "" {
 		t.Error("44: refresh gave no new tokens")
+	}
+}
+
+// TestItem50CredentialChangesRevoke: a new password or a new TOTP secret
+// revokes the user's refresh tokens and their access tokens.
+func TestItem50CredentialChangesRevoke(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.user(t, "ann", "correct horse battery", false)
+	cfg := f.oauthConfig("tracks:read")
+	for _, change := range []struct {
+		name string
+		do   func() error
+	}{
+		{"password change", func() error { return f.srv.SetPassword(ctx, "ann", "correct horse battery") }},
+		{"first TOTP enrolment keeps grants", nil},
+		{"TOTP reset", func() error { _, err := f.srv.EnrolTOTP(ctx, "ann"); return err }},
+	} {
+		t.Run("50 "+change.name, func(t *testing.T) {
+			var secret string
+			if u, _ := f.st.UserByName(ctx, "ann"); u.TOTPSecret != "" {
+				uri, err := f.srv.EnrolTOTP(ctx, "ann")
+				if err != nil {
+					t.Fatal(err)
+				}
+				pu, _ := url.Parse(uri)
+				secret = pu.Query().Get("secret")
+			}
+			f.srv.now = func() time.Time { return time.Now().Add(time.Duration(len(change.name)) * time.Minute) }
+			q, verifier := f.browser(t).codeFlow(t, cfg, "ann", "correct horse battery", secret)
+			tok, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
+			if err != nil {
+				t.Fatal(err)
+			}
+			do := change.do
+			if do == nil {
+				do = func() error { _, err := f.srv.EnrolTOTP(ctx, "ann"); return err }
+			}
+			if err := do(); err != nil {
+				t.Fatal(err)
+			}
+			expired := *tok
+			expired.Expiry = time.Now().Add(-time.Minute)
+			_, err = cfg.TokenSource(ctx, &expired).Token()
+			revoked, _ := f.st.Revoked(ctx, unverifiedClaims(t, tok.AccessToken).ID)
+			if keep := change.do == nil; keep != (err == nil) || keep == revoked {
+				t.Errorf("refresh after %s: %v; access token revoked %v", change.name, err, revoked)
+			}
+		})
+	}
+}
+
+// unverifiedClaims reads a token's claims without checking it (to find the
+// jti of a token that no longer verifies).
+func unverifiedClaims(t *testing.T, raw string) *token.Claims {
+	t.Helper()
+	c := &token.Claims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestLogoutPage: GET /logout shows a sign-out form carrying the session's
+// CSRF token; posting it signs out (AUTH.md items 50, 114 at the AS).
+func TestLogoutPage(t *testing.T) {
+	f := newFixture(t)
+	f.user(t, "ann", "correct horse battery", false)
+	b := f.browser(t)
+	b.signIn(t, b.get(t, "/login"), "ann", "correct horse battery", "")
+	p := b.get(t, "/logout?return_to=/login")
+	if p.status != 200 || !strings.Contains(p.body, `action="/logout"`) || p.hidden().Get("csrf") == "" {
+		t.Fatalf("sign-out page: %d %.300s", p.status, p.body)
+	}
+	p = b.submit(t, p, "/logout", nil)
+	if !strings.Contains(p.body, `action="/login"`) {
+		t.Fatalf("after sign-out: %d at %s", p.status, p.url)
+	}
+	if p := b.get(t, "/logout"); !strings.Contains(p.body, "You are signed out") {
+		t.Errorf("signed-out page: %.300s", p.body)
 	}
 }

@@ -112,11 +112,11 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "return_to must be a path on this server.")
 		return
 	}
-	ss := s.session(r)
+	ss, force := s.session(r), r.URL.Query().Get("prompt") == "login"
 	switch {
-	case complete(ss) && r.URL.Query().Get("prompt") != "login":
+	case complete(ss) && !force:
 		seeOther(w, r, to)
-	case ss != nil && !complete(ss):
+	case ss != nil && !complete(ss) && !force:
 		seeOther(w, r, "/login/totp?"+url.Values{"return_to": {to}}.Encode())
 	default:
 		s.renderLogin(w, r, http.StatusOK, to, "", "")
@@ -220,40 +220,6 @@ func giveBack(limits ...limit) {
 	}
 }
 
-// take counts an attempt of key at now as fail does, unless key is blocked
-// at now: then it counts nothing and returns false and how long the block
-// lasts. The check and the count are one step under the lock.
-func (t *throttle) take(key string, now time.Time) (bool, time.Duration) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.keys[key]
-	if f != nil && now.Before(f.until) {
-		if f.n >= t.max {
-			return false, f.until.Sub(now)
-		}
-		f.n++
-		return true, 0
-	}
-	if len(t.keys) >= maxThrottleKeys {
-		for k, f := range t.keys {
-			if !now.Before(f.until) {
-				delete(t.keys, k)
-			}
-		}
-	}
-	t.keys[key] = &failures{n: 1, until: now.Add(t.window)}
-	return true, 0
-}
-
-// giveBack uncounts an attempt of key counted by take that succeeded.
-func (t *throttle) giveBack(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if f := t.keys[key]; f != nil && f.n > 0 {
-		f.n--
-	}
-}
-
 // csrfCookieMatches checks the sign-in form's double-submitted token.
 func (s *Server) csrfCookieMatches(r *http.Request) bool {
 	c, err := r.Cookie(s.cookieName(csrfCookie))
@@ -333,6 +299,21 @@ func (s *Server) totpLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("signed in", "user", u.Name, "amr", "pwd otp")
 	seeOther(w, r, to)
+}
+
+// logoutPage serves GET /logout: the sign-out form.
+func (s *Server) logoutPage(w http.ResponseWriter, r *http.Request) {
+	to, ok := returnTo(r.URL.Query().Get("return_to"))
+	if !ok {
+		s.errorPage(w, http.StatusBadRequest, "return_to must be a path on this server.")
+		return
+	}
+	ss := s.session(r)
+	if ss == nil {
+		s.render(w, http.StatusOK, "message", pageData{Title: "Sign out", Message: "You are signed out."})
+		return
+	}
+	s.render(w, http.StatusOK, "logout", pageData{Title: "Sign out", User: ss.User, CSRF: ss.CSRF, ReturnTo: to})
 }
 
 // logout serves POST /logout: it ends the session and revokes the user's

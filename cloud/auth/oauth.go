@@ -294,7 +294,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, &oauthError{Code: "invalid_client", Description: "only resource servers may introspect"})
 		return
 	}
-	if blocked, wait := s.introspects.blocked(client.ID, s.now()); blocked {
+	if ok, wait := s.introspects.take(client.ID, s.now()); !ok {
 		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
 		s.writeError(w, &oauthError{Code: "slow_down", Description: "too many lookups of inactive tokens", status: http.StatusTooManyRequests})
 		return
@@ -304,6 +304,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c, err := s.verifyOwn(r.Context(), raw); err == nil {
+		s.introspects.giveBack(client.ID)
 		writeJSON(w, http.StatusOK, map[string]any{
 			"active": true, "scope": c.Scope, "client_id": c.ClientID, "sub": c.Subject, "iss": c.Issuer,
 			"aud": c.Audience, "exp": c.ExpiresAt.Unix(), "iat": c.IssuedAt.Unix(), "jti": c.ID, "token_type": "Bearer",
@@ -311,6 +312,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rt := s.activeRefresh(r.Context(), raw); rt != nil {
+		s.introspects.giveBack(client.ID)
 		// A refresh token is for the authorization server alone: its
 		// audience is the issuer, never a resource, so that a resource
 		// server checking aud cannot take it for an access token.
@@ -321,13 +323,26 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	s.introspects.fail(client.ID, s.now())
 	writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 }
 
 // activeRefresh returns the refresh token raw when it is one that still
 // works, nil otherwise.
 func (s *Server) activeRefresh(ctx context.Context, raw string) *store.RefreshToken {
+	rt := s.knownRefresh(ctx, raw)
+	if rt == nil {
+		return nil
+	}
+	now := s.now()
+	if rt.RotatedAt != nil || rt.Grant.RevokedAt != nil || !now.Before(rt.ExpiresAt) || !now.Before(rt.Grant.ExpiresAt) {
+		return nil
+	}
+	return rt
+}
+
+// knownRefresh returns the refresh token raw, active or not, or nil when
+// there is none.
+func (s *Server) knownRefresh(ctx context.Context, raw string) *store.RefreshToken {
 	if !strings.HasPrefix(raw, "tgr_") {
 		return nil
 	}
@@ -336,10 +351,6 @@ func (s *Server) activeRefresh(ctx context.Context, raw string) *store.RefreshTo
 		if !errors.Is(err, store.ErrNotFound) {
 			s.log.Error("refresh token lookup", "err", err)
 		}
-		return nil
-	}
-	now := s.now()
-	if rt.RotatedAt != nil || rt.Grant.RevokedAt != nil || !now.Before(rt.ExpiresAt) || !now.Before(rt.Grant.ExpiresAt) {
 		return nil
 	}
 	return rt
@@ -363,7 +374,8 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		if owner = c.ClientID; owner == client.ID {
 			err = s.st.Revoke(r.Context(), c.ID, c.ExpiresAt.Time)
 		}
-	} else if rt := s.activeRefresh(r.Context(), raw); rt != nil {
+	} else if rt := s.knownRefresh(r.Context(), raw); rt != nil && rt.Grant.RevokedAt == nil {
+		// A rotated token too: its grant goes.
 		if owner = rt.Grant.ClientID; owner == client.ID {
 			err = s.st.RevokeGrant(r.Context(), rt.Grant.ID)
 		}

@@ -7,8 +7,11 @@ import (
 	"time"
 )
 
-// throttle counts failures per key (an account, an address, a client) in a
-// fixed window: a key with max failures is refused until its window ends.
+// throttle counts attempts per key (an account, an address, a client) in a
+// fixed window: a key with max attempts counted is refused until its window
+// ends. Attempts are counted before they are checked (take) and a success
+// is given back (giveBack, reset), so only failures stay counted, and
+// guesses sent in parallel cannot all pass before the first is counted.
 // It is kept in memory: a restart forgets it.
 type throttle struct {
 	max    int
@@ -31,34 +34,37 @@ func newThrottle(max int, window time.Duration) *throttle {
 	return &throttle{max: max, window: window, keys: map[string]*failures{}}
 }
 
-// blocked reports whether key is refused at now, and for how long.
-func (t *throttle) blocked(key string, now time.Time) (bool, time.Duration) {
+// take counts an attempt of key at now, unless key is blocked at now: then it counts nothing and returns false and how long the block
+// lasts. The check and the count are one step under the lock.
+func (t *throttle) take(key string, now time.Time) (bool, time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.keys[key]
-	if f == nil || !now.Before(f.until) {
-		return false, 0
+	if f != nil && now.Before(f.until) {
+		if f.n >= t.max {
+			return false, f.until.Sub(now)
+		}
+		f.n++
+		return true, 0
 	}
-	return f.n >= t.max, f.until.Sub(now)
-}
-
-// fail counts a failure of key at now.
-func (t *throttle) fail(key string, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.keys[key]
-	if f == nil || !now.Before(f.until) {
-		if len(t.keys) >= maxThrottleKeys {
-			for k, f := range t.keys {
-				if !now.Before(f.until) {
-					delete(t.keys, k)
-				}
+	if len(t.keys) >= maxThrottleKeys {
+		for k, f := range t.keys {
+			if !now.Before(f.until) {
+				delete(t.keys, k)
 			}
 		}
-		f = &failures{until: now.Add(t.window)}
-		t.keys[key] = f
 	}
-	f.n++
+	t.keys[key] = &failures{n: 1, until: now.Add(t.window)}
+	return true, 0
+}
+
+// giveBack uncounts an attempt of key counted by take that succeeded.
+func (t *throttle) giveBack(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.keys[key]; f != nil && f.n > 0 {
+		f.n--
+	}
 }
 
 // reset forgets key's failures (after a success).
