@@ -27,9 +27,9 @@ type Check struct {
 
 // Config configures the server.
 type Config struct {
-	Addr     string // listen address, e.g. ":8080" (":0" picks a free port)
+	Addr string // listen address, e.g. ":8080" (":0" picks a free port)
 	// TLS, when set, makes the server serve HTTPS only.
-	TLS *tls.Config
+	TLS      *tls.Config
 	Checks   []Check
 	Gatherer prometheus.Gatherer // metrics served on /metrics
 	Logger   *slog.Logger
