@@ -97,19 +97,22 @@ func loginURL(returnTo string, force bool) string {
 }
 
 // returnTo reads the return_to of a sign-in request: a path on this server,
-// "/" when there is none.
-func returnTo(v string) (string, bool) {
+// "/" when there is none. Anything else is answered with an error page.
+func (s *Server) returnTo(w http.ResponseWriter, v string) (string, bool) {
 	if v == "" {
 		return "/", true
 	}
-	return v, safeReturn(v)
+	if !safeReturn(v) {
+		s.errorPage(w, http.StatusBadRequest, "return_to must be a path on this server.")
+		return "", false
+	}
+	return v, true
 }
 
 // loginPage serves GET /login.
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	to, ok := returnTo(r.URL.Query().Get("return_to"))
+	to, ok := s.returnTo(w, r.URL.Query().Get("return_to"))
 	if !ok {
-		s.errorPage(w, http.StatusBadRequest, "return_to must be a path on this server.")
 		return
 	}
 	ss, force := s.session(r), r.URL.Query().Get("prompt") == "login"
@@ -140,9 +143,8 @@ var dummyHash, _ = HashPassword("trackgate: not a password")
 
 // login serves POST /login: the password step.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	to, ok := returnTo(r.PostFormValue("return_to"))
+	to, ok := s.returnTo(w, r.PostFormValue("return_to"))
 	if !ok {
-		s.errorPage(w, http.StatusBadRequest, "return_to must be a path on this server.")
 		return
 	}
 	name := strings.TrimSpace(r.PostFormValue("username"))
@@ -234,9 +236,8 @@ func sessionCSRFMatches(ss *store.Session, r *http.Request) bool {
 
 // totpPage serves GET /login/totp.
 func (s *Server) totpPage(w http.ResponseWriter, r *http.Request) {
-	to, ok := returnTo(r.URL.Query().Get("return_to"))
+	to, ok := s.returnTo(w, r.URL.Query().Get("return_to"))
 	if !ok {
-		s.errorPage(w, http.StatusBadRequest, "return_to must be a path on this server.")
 		return
 	}
 	ss := s.session(r)
@@ -252,9 +253,8 @@ func (s *Server) totpPage(w http.ResponseWriter, r *http.Request) {
 
 // totpLogin serves POST /login/totp: the second step.
 func (s *Server) totpLogin(w http.ResponseWriter, r *http.Request) {
-	to, ok := returnTo(r.PostFormValue("return_to"))
+	to, ok := s.returnTo(w, r.PostFormValue("return_to"))
 	if !ok {
-		s.errorPage(w, http.StatusBadRequest, "return_to must be a path on this server.")
 		return
 	}
 	ss := s.session(r)
@@ -303,9 +303,8 @@ func (s *Server) totpLogin(w http.ResponseWriter, r *http.Request) {
 
 // logoutPage serves GET /logout: the sign-out form.
 func (s *Server) logoutPage(w http.ResponseWriter, r *http.Request) {
-	to, ok := returnTo(r.URL.Query().Get("return_to"))
+	to, ok := s.returnTo(w, r.URL.Query().Get("return_to"))
 	if !ok {
-		s.errorPage(w, http.StatusBadRequest, "return_to must be a path on this server.")
 		return
 	}
 	ss := s.session(r)
@@ -319,9 +318,8 @@ func (s *Server) logoutPage(w http.ResponseWriter, r *http.Request) {
 // logout serves POST /logout: it ends the session and revokes the user's
 // grants (their refresh tokens and access tokens).
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	to, ok := returnTo(r.PostFormValue("return_to"))
+	to, ok := s.returnTo(w, r.PostFormValue("return_to"))
 	if !ok {
-		s.errorPage(w, http.StatusBadRequest, "return_to must be a path on this server.")
 		return
 	}
 	ss := s.session(r)
