@@ -476,7 +476,7 @@ func TestDeviceTokenAgainstServedJWKS(t *testing.T) {
 	if err := a.AddUser(ctx, "ann", "correct horse"); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := a.AddDevice(ctx, "ann", "van", "")
+	tok, err := a.AddDevice(ctx, "ann", "van", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

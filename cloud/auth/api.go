@@ -71,6 +71,10 @@ type deviceJSON struct {
 	// Token is the device token, given once when the device is added: its
 	// MQTT password (user name: the device id).
 	Token string `json:"token,omitempty"`
+	// JWK, when adding, is a tracker's public key (ES256 or Ed25519): the
+	// tracker then gets its own tokens with private_key_jwt, and no Token
+	// is given.
+	JWK json.RawMessage `json:"jwk,omitempty"`
 }
 
 // listDevices serves GET /api/v1/devices.
@@ -106,12 +110,12 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
 		return
 	}
-	tok, err := s.AddDevice(r.Context(), u.Name, req.ID, req.Name)
+	tok, err := s.AddDevice(r.Context(), u.Name, req.ID, req.Name, req.JWK)
 	switch {
 	case errors.Is(err, store.ErrExists):
 		apiError(w, http.StatusConflict, "conflict", "device "+req.ID+" is already registered")
 		return
-	case errors.Is(err, errDeviceID):
+	case errors.Is(err, errDeviceID), errors.Is(err, errDeviceKey):
 		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	case err != nil:
@@ -121,7 +125,7 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	noStore(w)
 	w.Header().Set("Location", "/api/v1/devices/"+req.ID)
-	writeJSON(w, http.StatusCreated, deviceJSON{ID: req.ID, Name: req.Name, Token: tok})
+	writeJSON(w, http.StatusCreated, deviceJSON{ID: req.ID, Name: req.Name, Token: tok, JWK: req.JWK})
 }
 
 // removeDevice serves DELETE /api/v1/devices/{id}: the device is forgotten

@@ -5,6 +5,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -82,12 +83,14 @@ type Store interface {
 	SetPassword(ctx context.Context, userID int64, hash string) error
 	SetTOTP(ctx context.Context, userID int64, secret string) error
 	UseTOTPStep(ctx context.Context, userID, step int64) (bool, error)
-	CreateDevice(ctx context.Context, d *store.Device) error
+	CreateDevice(ctx context.Context, d *store.Device, c *store.Client) error
 	Device(ctx context.Context, id string) (*store.Device, error)
 	Devices(ctx context.Context, ownerID int64) ([]*store.Device, error)
 	DeleteDevice(ctx context.Context, id string, tokenExpiry time.Time) error
 	ClientStore
 	GrantStore
+	AddClientToken(ctx context.Context, clientID, jti string, expires time.Time) error
+	UseAssertionID(ctx context.Context, clientID, jti string, expires time.Time) error
 	Revoke(ctx context.Context, tokenID string, expires time.Time) error
 	Revoked(ctx context.Context, tokenID string) (bool, error)
 	Revocations(ctx context.Context) ([]store.Revocation, error)
@@ -289,8 +292,12 @@ func (s *Server) CheckTOTP(ctx context.Context, u *store.User, code string, now 
 	return false, nil
 }
 
-// AddDevice registers a device for user owner and returns its device token.
-func (s *Server) AddDevice(ctx context.Context, owner, id, name string) (string, error) {
+// AddDevice registers a device for user owner and returns its device
+// token. With jwk set (a public JWK, ES256 or Ed25519) the device is a
+// tracker with its own key instead (AUTH.md section L): it becomes a client
+// of the same id that gets short-lived broker tokens with the client
+// credentials grant and private_key_jwt, and no token is returned.
+func (s *Server) AddDevice(ctx context.Context, owner, id, name string, jwk []byte) (string, error) {
 	if err := topic.ValidDevice(id); err != nil {
 		return "", fmt.Errorf("%w: %v", errDeviceID, err)
 	}
@@ -301,6 +308,15 @@ func (s *Server) AddDevice(ctx context.Context, owner, id, name string) (string,
 	if err != nil {
 		return "", err
 	}
+	d := &store.Device{ID: id, OwnerID: u.ID, Name: name}
+	if jwk != nil {
+		key, err := parseClientJWK(jwk)
+		if err != nil {
+			return "", err
+		}
+		c := &store.Client{ID: id, Name: cmp.Or(name, id), GrantTypes: []string{GrantClientCredentials}, Scopes: []string{ScopeDevice}, JWK: key}
+		return "", s.st.CreateDevice(ctx, d, c)
+	}
 	tok, c, err := s.issue(ctx, token.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: id, Audience: jwt.ClaimStrings{AudienceMQTT}},
 		ClientID:         id, Scope: ScopeDevice,
@@ -308,7 +324,8 @@ func (s *Server) AddDevice(ctx context.Context, owner, id, name string) (string,
 	if err != nil {
 		return "", err
 	}
-	if err := s.st.CreateDevice(ctx, &store.Device{ID: id, OwnerID: u.ID, Name: name, TokenID: c.ID}); err != nil {
+	d.TokenID = c.ID
+	if err := s.st.CreateDevice(ctx, d, nil); err != nil {
 		return "", err
 	}
 	return tok, nil

@@ -158,17 +158,17 @@ func TestDeviceTokens(t *testing.T) {
 	if err := f.srv.AddUser(ctx, "ann", "correct horse"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.srv.AddDevice(ctx, "bob", "van", ""); !errors.Is(err, store.ErrNotFound) {
+	if _, err := f.srv.AddDevice(ctx, "bob", "van", "", nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("device of an unknown owner: %v", err)
 	}
-	if _, err := f.srv.AddDevice(ctx, "ann", "bad/id", ""); err == nil {
+	if _, err := f.srv.AddDevice(ctx, "ann", "bad/id", "", nil); err == nil {
 		t.Fatal("device id with a slash accepted")
 	}
-	tok, err := f.srv.AddDevice(ctx, "ann", "van", "the van")
+	tok, err := f.srv.AddDevice(ctx, "ann", "van", "the van", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.srv.AddDevice(ctx, "ann", "van", ""); !errors.Is(err, store.ErrExists) {
+	if _, err := f.srv.AddDevice(ctx, "ann", "van", "", nil); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second device van: %v", err)
 	}
 	v := f.verifier(t, AudienceMQTT)

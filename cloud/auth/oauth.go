@@ -114,8 +114,11 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		}
 	} else {
 		id, secret = form.Get("client_id"), form.Get("client_secret")
-		if form.Has("client_assertion") {
-			return nil, errorf("invalid_client", "client assertions are not supported")
+		if form.Has("client_assertion") || form.Has("client_assertion_type") {
+			if form.Has("client_secret") {
+				return nil, invalidRequest("use one client authentication method, not two")
+			}
+			return s.assertionClient(ctx, form)
 		}
 	}
 	fail := &oauthError{Code: "invalid_client", Description: "unknown client or wrong credentials", basic: basic}
@@ -136,6 +139,8 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		return nil, fail
 	case c.Public():
 		return c, nil
+	case c.JWK != "":
+		return nil, &oauthError{Code: "invalid_client", Description: "this client authenticates with private_key_jwt", basic: basic}
 	case !secretMatches(c.SecretHash, secret):
 		return nil, fail
 	}
@@ -251,9 +256,11 @@ func (s *Server) clientCredentials(ctx context.Context, c *store.Client, form ur
 		RegisteredClaims: jwt.RegisteredClaims{Subject: c.ID, Audience: jwt.ClaimStrings{aud}},
 		ClientID:         c.ID, Scope: strings.Join(scopes, " "),
 	}, s.cfg.AccessTokenTTL)
+	if err == nil {
+		err = s.st.AddClientToken(ctx, c.ID, claims.ID, claims.ExpiresAt.Time)
+	}
 	if err != nil {
-		s.log.Error("issue token", "err", err)
-		return nil, &oauthError{Code: "server_error", status: http.StatusInternalServerError}
+		return nil, s.serverError("issue token", err)
 	}
 	return &tokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(claims.ExpiresAt.Sub(claims.IssuedAt.Time).Seconds()),
 		Scope: claims.Scope}, nil
@@ -399,26 +406,27 @@ func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                         s.cfg.Issuer,
-		"authorization_endpoint":                         s.url("/authorize"),
-		"token_endpoint":                                 s.url("/token"),
-		"device_authorization_endpoint":                  s.url("/device_authorization"),
-		"introspection_endpoint":                         s.url("/introspect"),
-		"revocation_endpoint":                            s.url("/revoke"),
-		"userinfo_endpoint":                              s.url("/userinfo"),
-		"jwks_uri":                                       s.url("/.well-known/jwks.json"),
-		"grant_types_supported":                          grants,
-		"response_types_supported":                       []string{"code"},
-		"response_modes_supported":                       []string{"query"},
-		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{token.Alg},
-		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
-		"code_challenge_methods_supported":               []string{"S256"},
-		"authorization_response_iss_parameter_supported": true,
-		"prompt_values_supported":                        []string{"none", "login"},
-		"claims_supported":                               []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "preferred_username"},
+		"issuer":                                           s.cfg.Issuer,
+		"authorization_endpoint":                           s.url("/authorize"),
+		"token_endpoint":                                   s.url("/token"),
+		"device_authorization_endpoint":                    s.url("/device_authorization"),
+		"introspection_endpoint":                           s.url("/introspect"),
+		"revocation_endpoint":                              s.url("/revoke"),
+		"userinfo_endpoint":                                s.url("/userinfo"),
+		"jwks_uri":                                         s.url("/.well-known/jwks.json"),
+		"grant_types_supported":                            grants,
+		"response_types_supported":                         []string{"code"},
+		"response_modes_supported":                         []string{"query"},
+		"subject_types_supported":                          []string{"public"},
+		"id_token_signing_alg_values_supported":            []string{token.Alg},
+		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		"token_endpoint_auth_signing_alg_values_supported": []string{"ES256", "EdDSA"},
+		"introspection_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":       []string{"client_secret_basic", "client_secret_post", "none"},
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"authorization_response_iss_parameter_supported":   true,
+		"prompt_values_supported":                          []string{"none", "login"},
+		"claims_supported":                                 []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "preferred_username"},
 		"scopes_supported": []string{ScopeOpenID, ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead, ScopeDevicesWrite,
 			ScopeRevocationsRead, ScopeIngest, ScopeDevice},
 	})

@@ -82,12 +82,19 @@ type Device struct {
 	CreatedAt time.Time
 }
 
-// CreateDevice registers a device; ErrExists if the id is taken.
-func (s *Store) CreateDevice(ctx context.Context, d *Device) error {
+// CreateDevice registers a device, and with it client c when not nil (a
+// tracker that authenticates with its own key); ErrExists if the id is
+// taken.
+func (s *Store) CreateDevice(ctx context.Context, d *Device, c *Client) error {
 	d.CreatedAt = time.Now().UTC()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := exists(ctx, tx, `SELECT 1 FROM devices WHERE id = ?`, d.ID); err != nil {
 			return fmt.Errorf("device %q: %w", d.ID, err)
+		}
+		if c != nil {
+			if err := createClient(ctx, tx, c); err != nil {
+				return err
+			}
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO devices (id, owner_id, name, token_id, created_at) VALUES (?, ?, ?, ?, ?)`,
 			d.ID, d.OwnerID, d.Name, d.TokenID, d.CreatedAt)
@@ -150,6 +157,18 @@ func (s *Store) DeleteDevice(ctx context.Context, id string, tokenExpiry time.Ti
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("delete device %q: %w", id, err)
+		}
+		// A tracker's own client goes too, and the tokens it got.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = ? AND jwk != ''`, id); err != nil {
+			return fmt.Errorf("delete device client %q: %w", id, err)
+		}
+		now := time.Now().UTC()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (token_id, expires_at, revoked_at)
+			SELECT jti, expires_at, ? FROM client_tokens WHERE client_id = ? AND expires_at > ? ON CONFLICT (token_id) DO NOTHING`, now, id, now); err != nil {
+			return fmt.Errorf("revoke device client tokens %q: %w", id, err)
+		}
+		if jti == "" {
+			return nil
 		}
 		return revoke(ctx, tx, jti, tokenExpiry)
 	})
@@ -296,25 +315,64 @@ type Client struct {
 	RedirectURIs []string // exact URIs; loopback ones match any port
 	GrantTypes   []string
 	Scopes       []string // the scopes it may ask for
+	JWK          string   // the public key (a JWK) it signs its assertions with (private_key_jwt); empty for none
 	CreatedAt    time.Time
 }
 
-// Public reports whether the client has no secret.
-func (c *Client) Public() bool { return c.SecretHash == "" }
+// Public reports whether the client has no credentials: no secret, no key.
+func (c *Client) Public() bool { return c.SecretHash == "" && c.JWK == "" }
 
 // CreateClient registers a client; ErrExists if the id is taken.
 func (s *Store) CreateClient(ctx context.Context, c *Client) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return createClient(ctx, tx, c) })
+}
+
+func createClient(ctx context.Context, tx *sql.Tx, c *Client) error {
 	c.CreatedAt = time.Now().UTC()
+	if err := exists(ctx, tx, `SELECT 1 FROM clients WHERE id = ?`, c.ID); err != nil {
+		return fmt.Errorf("client %q: %w", c.ID, err)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO clients (id, name, secret_hash, redirect_uris, grant_types, scopes, jwk, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.Name, c.SecretHash, joinList(c.RedirectURIs), joinList(c.GrantTypes), joinList(c.Scopes), c.JWK, c.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("create client %q: %w", c.ID, err)
+	}
+	return nil
+}
+
+// AddClientToken records a token issued to a client itself (client
+// credentials), so that removing the client can revoke it; expired records
+// are forgotten.
+func (s *Store) AddClientToken(ctx context.Context, clientID, jti string, expires time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := exists(ctx, tx, `SELECT 1 FROM clients WHERE id = ?`, c.ID); err != nil {
-			return fmt.Errorf("client %q: %w", c.ID, err)
+		now := time.Now().UTC()
+		if _, err := tx.ExecContext(ctx, `DELETE FROM client_tokens WHERE expires_at < ?`, now); err != nil {
+			return fmt.Errorf("sweep client tokens: %w", err)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO clients (id, name, secret_hash, redirect_uris, grant_types, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			c.ID, c.Name, c.SecretHash, joinList(c.RedirectURIs), joinList(c.GrantTypes), joinList(c.Scopes), c.CreatedAt)
-		if err != nil {
-			return fmt.Errorf("create client %q: %w", c.ID, err)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO client_tokens (jti, client_id, expires_at) VALUES (?, ?, ?)`, jti, clientID, expires.UTC()); err != nil {
+			return fmt.Errorf("record client token: %w", err)
 		}
 		return nil
+	})
+}
+
+// UseAssertionID records the jti of a client's assertion until it expires;
+// ErrUsed if the client used it before (a replay).
+func (s *Store) UseAssertionID(ctx context.Context, clientID, jti string, expires time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		now := time.Now().UTC()
+		if _, err := tx.ExecContext(ctx, `DELETE FROM assertion_ids WHERE expires_at < ?`, now.Add(-time.Hour)); err != nil {
+			return fmt.Errorf("sweep assertion ids: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO assertion_ids (client_id, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, clientID, jti, expires.UTC())
+		if err != nil {
+			return fmt.Errorf("record assertion id: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err == nil && n == 0 {
+			err = ErrUsed
+		}
+		return err
 	})
 }
 
@@ -335,8 +393,8 @@ func (s *Store) PutClient(ctx context.Context, c *Client) error {
 func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
 	var c Client
 	var uris, grants, scopes string
-	err := s.db.QueryRowContext(ctx, `SELECT id, name, secret_hash, redirect_uris, grant_types, scopes, created_at FROM clients WHERE id = ?`, id).
-		Scan(&c.ID, &c.Name, &c.SecretHash, &uris, &grants, &scopes, &c.CreatedAt)
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, secret_hash, redirect_uris, grant_types, scopes, jwk, created_at FROM clients WHERE id = ?`, id).
+		Scan(&c.ID, &c.Name, &c.SecretHash, &uris, &grants, &scopes, &c.JWK, &c.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("client %q: %w", id, ErrNotFound)
 	}

@@ -158,6 +158,21 @@ var migrations = []string{
 		status     TEXT NOT NULL,
 		grant_id   TEXT NOT NULL DEFAULT ''
 	);`,
+	// 3: clients that authenticate with a key (private_key_jwt), the ids of
+	// their assertions (replay guard), and the tokens issued to clients.
+	`ALTER TABLE clients ADD COLUMN jwk TEXT NOT NULL DEFAULT '';
+	CREATE TABLE assertion_ids (
+		client_id  TEXT NOT NULL,
+		jti        TEXT NOT NULL,
+		expires_at TIMESTAMP NOT NULL,
+		PRIMARY KEY (client_id, jti)
+	);
+	CREATE TABLE client_tokens (
+		jti        TEXT PRIMARY KEY,
+		client_id  TEXT NOT NULL,
+		expires_at TIMESTAMP NOT NULL
+	);
+	CREATE INDEX client_tokens_client ON client_tokens(client_id);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

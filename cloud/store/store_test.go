@@ -93,14 +93,14 @@ func TestDevicesAndRevocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"van", "boat"} {
-		if err := s.CreateDevice(ctx, &Device{ID: id, OwnerID: ann.ID, TokenID: "jti-" + id}); err != nil {
+		if err := s.CreateDevice(ctx, &Device{ID: id, OwnerID: ann.ID, TokenID: "jti-" + id}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.CreateDevice(ctx, &Device{ID: "van", OwnerID: ann.ID}); !errors.Is(err, ErrExists) {
+	if err := s.CreateDevice(ctx, &Device{ID: "van", OwnerID: ann.ID}, nil); !errors.Is(err, ErrExists) {
 		t.Fatalf("duplicate device: %v", err)
 	}
-	if err := s.CreateDevice(ctx, &Device{ID: "x", OwnerID: 999}); err == nil {
+	if err := s.CreateDevice(ctx, &Device{ID: "x", OwnerID: 999}, nil); err == nil {
 		t.Fatal("device of an unknown user created")
 	}
 	ds, err := s.Devices(ctx, ann.ID)

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 	fs.SetOutput(stderr)
 	var cfg cloud.Config
 	cfg.RegisterDataFlags(fs)
-	var owner, name, scope string
+	var owner, name, scope, jwkFile string
 	var service, confidential bool
 	var redirects listFlag
 	var lead time.Duration
@@ -36,6 +37,7 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 	case "device add":
 		fs.StringVar(&owner, "owner", "", "user `name` of the device's owner (required)")
 		fs.StringVar(&name, "name", "", "a display `name` for the device")
+		fs.StringVar(&jwkFile, "jwk", "", "a tracker's public key `file` (a JWK, ES256 or Ed25519): the tracker gets its own tokens with private_key_jwt, and no token is printed")
 		synopsis, nargs = "cloud device add --owner NAME [flags] DEVICE", 1
 	case "device rm":
 		synopsis, nargs = "cloud device rm [flags] DEVICE", 1
@@ -106,9 +108,19 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 		}
 		fmt.Fprintf(stderr, "password of %s changed; the user's sign-ins elsewhere are revoked\n", arg)
 	case "device add":
-		tok, err := a.AddDevice(ctx, owner, arg, name)
+		var jwk []byte
+		if jwkFile != "" {
+			if jwk, err = os.ReadFile(jwkFile); err != nil {
+				return err
+			}
+		}
+		tok, err := a.AddDevice(ctx, owner, arg, name, jwk)
 		if err != nil {
 			return friendly(err)
+		}
+		if jwk != nil {
+			fmt.Fprintf(stderr, "tracker %s registered: it gets its tokens at %s/token with private_key_jwt (client_id %s)\n", arg, cfg.Auth.Issuer, arg)
+			break
 		}
 		fmt.Fprintln(stdout, tok)
 	case "device rm":
