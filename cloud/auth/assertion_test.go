@@ -152,19 +152,27 @@ func TestTrackerCredentials(t *testing.T) {
 		{"39 wrong aud", func() url.Values {
 			return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { c["aud"] = "https://elsewhere.example/token" }))
 		}, "invalid_client"},
-		{"39 no aud", func() url.Values { return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { delete(c, "aud") })) }, "invalid_client"},
+		{"39 no aud", func() url.Values {
+			return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { delete(c, "aud") }))
+		}, "invalid_client"},
 		{"39 expired", func() url.Values {
 			return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-2 * time.Minute).Unix() }))
 		}, "invalid_client"},
-		{"39 no exp", func() url.Values { return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { delete(c, "exp") })) }, "invalid_client"},
+		{"39 no exp", func() url.Values {
+			return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { delete(c, "exp") }))
+		}, "invalid_client"},
 		{"39 lives longer than 5 minutes", func() url.Values {
 			return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { c["exp"] = time.Now().Add(time.Hour).Unix() }))
 		}, "invalid_client"},
-		{"39 no jti", func() url.Values { return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { delete(c, "jti") })) }, "invalid_client"},
+		{"39 no jti", func() url.Values {
+			return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { delete(c, "jti") }))
+		}, "invalid_client"},
 		{"39 iss is not the client", func() url.Values {
 			return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { c["sub"] = ed.id; c["iss"] = ed.id }))
 		}, "invalid_client"},
-		{"39 sub is not the client", func() url.Values { return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { c["sub"] = ed.id })) }, "invalid_client"},
+		{"39 sub is not the client", func() url.Values {
+			return assertionForm(es.assertion(t, f, func(c jwt.MapClaims) { c["sub"] = ed.id }))
+		}, "invalid_client"},
 		{"39 signed with another key", func() url.Values { return assertionForm(other.assertion(t, f, nil)) }, "invalid_client"},
 		{"39 client_id differs from iss", func() url.Values {
 			v := assertionForm(es.assertion(t, f, nil))
