@@ -1028,22 +1028,13 @@ func TestItem102ThrottlePerAccount(t *testing.T) {
 	f.user(t, "ann", authzPassword, false)
 
 	// Eight guesses at once: only five may be checked.
-	statuses := make([]int, 8)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range statuses {
-		wg.Go(func() {
-			<-start
-			status, _, err := f.postLogin("ann", fmt.Sprintf("wrong password %d", i), nil)
-			if err != nil {
-				t.Error(err)
-			}
-			statuses[i] = status
-		})
-	}
-	close(start)
-	wg.Wait()
-	slices.Sort(statuses)
+	statuses := atOnce(8, func(i int) int {
+		status, _, err := f.postLogin("ann", fmt.Sprintf("wrong password %d", i), nil)
+		if err != nil {
+			t.Error(err)
+		}
+		return status
+	})
 	if want := []int{401, 401, 401, 401, 401, 429, 429, 429}; !slices.Equal(statuses, want) {
 		t.Errorf("eight parallel guesses: %v, want five checked (401) and three refused (429)", statuses)
 	}
@@ -1084,23 +1075,14 @@ func TestItem102ThrottlePerAddress(t *testing.T) {
 		}
 	}
 	// Four more at once: only two may be checked.
-	statuses := make([]int, 4)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range statuses {
-		wg.Go(func() {
-			<-start
-			h := http.Header{"X-Forwarded-For": {fmt.Sprintf("192.0.2.%d", i)}}
-			status, _, err := f.postLogin(fmt.Sprintf("someone-%d", i), "wrong password", h)
-			if err != nil {
-				t.Error(err)
-			}
-			statuses[i] = status
-		})
-	}
-	close(start)
-	wg.Wait()
-	slices.Sort(statuses)
+	statuses := atOnce(4, func(i int) int {
+		h := http.Header{"X-Forwarded-For": {fmt.Sprintf("192.0.2.%d", i)}}
+		status, _, err := f.postLogin(fmt.Sprintf("someone-%d", i), "wrong password", h)
+		if err != nil {
+			t.Error(err)
+		}
+		return status
+	})
 	if want := []int{401, 401, 429, 429}; !slices.Equal(statuses, want) {
 		t.Errorf("four parallel guesses after 18 failures: %v, want two checked (401) and two refused (429)", statuses)
 	}
@@ -1252,27 +1234,18 @@ func TestItems104to110TOTPAndSession(t *testing.T) {
 		form := p.hidden()
 		form.Set("code", wrongTOTP(t, secret, f.srv.now()))
 		body, cookie := form.Encode(), b3.jarCookie(sessionCookie)
-		statuses := make([]int, 8)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range statuses {
-			wg.Go(func() {
-				<-start
-				req, _ := http.NewRequest("POST", f.http.URL+"/login/totp", strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
-				resp, err := noFollow.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				resp.Body.Close()
-				statuses[i] = resp.StatusCode
-			})
-		}
-		close(start)
-		wg.Wait()
-		slices.Sort(statuses)
+		statuses := atOnce(8, func(i int) int {
+			req, _ := http.NewRequest("POST", f.http.URL+"/login/totp", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+			resp, err := noFollow.Do(req)
+			if err != nil {
+				t.Error(err)
+				return 0
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		})
 		if want := []int{401, 401, 401, 401, 401, 429, 429, 429}; !slices.Equal(statuses, want) {
 			t.Errorf("eight parallel wrong codes: %v, want five checked (401) and three refused (429)", statuses)
 		}
@@ -1443,4 +1416,22 @@ func TestItems50and114Logout(t *testing.T) {
 			t.Errorf("/authorize after sign-out: %s", loc)
 		}
 	})
+}
+
+// atOnce runs n attempts released together and returns their statuses,
+// sorted.
+func atOnce(n int, attempt func(i int) int) []int {
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range statuses {
+		wg.Go(func() {
+			<-start
+			statuses[i] = attempt(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	slices.Sort(statuses)
+	return statuses
 }
