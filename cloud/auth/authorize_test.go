@@ -722,11 +722,25 @@ func TestItems22to27PKCE(t *testing.T) {
 	})
 
 	t.Run("26 verifier for a code without challenge", func(t *testing.T) {
-		// No code without a challenge can be issued (22), so none can be
-		// redeemed with a verifier: a made-up code is unknown.
-		status, _, resp := f.post(t, "/token", redeemForm("tgc_"+newSecret(), oauth2.GenerateVerifier()), "", "")
-		if status != 400 || resp["error"] != "invalid_grant" {
-			t.Errorf("%d %v", status, resp)
+		// /authorize issues no code without a challenge (22); one in the
+		// store all the same (an older release, a bug) refuses any
+		// verifier, and a made-up code is unknown.
+		ctx := context.Background()
+		u, err := f.st.UserByName(ctx, "ann")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := "tgc_" + newSecret()
+		now := f.srv.now()
+		if err := f.st.CreateCode(ctx, &store.Code{Hash: hashSecret(raw), RedirectURI: loopbackRedirect, ExpiresAt: now.Add(time.Minute),
+			Grant: &store.Grant{ID: newID(), ClientID: "trackctl", UserID: u.ID, Scopes: []string{"tracks:read"}, AuthTime: now, ExpiresAt: now.Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, code := range []string{raw, "tgc_" + newSecret()} {
+			status, _, resp := f.post(t, "/token", redeemForm(code, oauth2.GenerateVerifier()), "", "")
+			if status != 400 || resp["error"] != "invalid_grant" {
+				t.Errorf("%d %v", status, resp)
+			}
 		}
 	})
 

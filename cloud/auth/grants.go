@@ -85,8 +85,6 @@ func (s *Server) authorizationCode(ctx context.Context, client *store.Client, fo
 		return nil, invalidGrant("authorization code issued to another client")
 	case form.Get("redirect_uri") != c.RedirectURI:
 		return nil, invalidGrant("redirect_uri differs from the authorization request's")
-	case c.Challenge == "" && verifier != "":
-		return nil, invalidGrant("code_verifier given for a code issued without code_challenge")
 	case !validVerifier(verifier):
 		return nil, invalidGrant("code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~")
 	case subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(c.Challenge)) != 1:

@@ -164,8 +164,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		hash = u.PasswordHash
 	} else if !errors.Is(err, store.ErrNotFound) {
 		giveBack(limits...)
-		s.log.Error("user lookup", "err", err)
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong; try again.")
+		s.failPage(w, "user lookup", err)
 		return
 	}
 	good, err := CheckPassword(hash, r.PostFormValue("password"))
@@ -180,8 +179,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	s.loginAddr.giveBack(addr)
 	s.loginAccount.reset(account)
 	if err := s.startSession(w, r, u, []string{"pwd"}, now); err != nil {
-		s.log.Error("start session", "err", err)
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong; try again.")
+		s.failPage(w, "start session", err)
 		return
 	}
 	s.clearCookie(w, csrfCookie)
@@ -281,8 +279,7 @@ func (s *Server) totpLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		giveBack(lim)
-		s.log.Error("check TOTP", "err", err)
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong; try again.")
+		s.failPage(w, "check TOTP", err)
 		return
 	}
 	if !good { // counted by take
@@ -293,8 +290,7 @@ func (s *Server) totpLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.totpUser.reset(key)
 	if err := s.startSession(w, r, u, []string{"pwd", "otp"}, now); err != nil {
-		s.log.Error("start session", "err", err)
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong; try again.")
+		s.failPage(w, "start session", err)
 		return
 	}
 	s.log.Info("signed in", "user", u.Name, "amr", "pwd otp")
@@ -332,8 +328,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.signOut(r.Context(), ss); err != nil {
-		s.log.Error("sign out", "err", err)
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong; try again.")
+		s.failPage(w, "sign out", err)
 		return
 	}
 	s.clearCookie(w, sessionCookie)

@@ -57,6 +57,15 @@ func (s *Server) errorPage(w http.ResponseWriter, status int, msg string) {
 	s.render(w, status, "message", pageData{Title: "Sign-in error", Error: msg})
 }
 
+// failMessage is what a page shows when something of ours failed.
+const failMessage = "Something went wrong; try again."
+
+// failPage logs a failure of ours and shows failMessage.
+func (s *Server) failPage(w http.ResponseWriter, what string, err error) {
+	s.log.Error(what, "err", err)
+	s.errorPage(w, http.StatusInternalServerError, failMessage)
+}
+
 // safeReturn reports whether v is a path on this server to return to after
 // signing in: relative, and not a scheme-relative //host or /\host.
 func safeReturn(v string) bool {

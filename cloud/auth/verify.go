@@ -42,8 +42,7 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := s.st.Client(r.Context(), d.ClientID)
 	if err != nil {
-		s.log.Error("client lookup", "err", err)
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong; try again.")
+		s.failPage(w, "client lookup", err)
 		return
 	}
 	page.Title, page.Client, page.UserCode = "Allow access?", client.Name, formatUserCode(d.UserCode)
@@ -82,7 +81,7 @@ func (s *Server) pendingDeviceCode(r *http.Request, ss *store.Session, typed str
 	}
 	giveBack(keys...)
 	s.log.Error("user code lookup", "err", err)
-	return nil, http.StatusInternalServerError, "Something went wrong; try again."
+	return nil, http.StatusInternalServerError, failMessage
 }
 
 // deviceDecide serves POST /device: the user allows or denies.
@@ -116,8 +115,7 @@ func (s *Server) deviceDecide(w http.ResponseWriter, r *http.Request) {
 			s.render(w, http.StatusBadRequest, "device", page)
 			return
 		}
-		s.log.Error("decide device code", "err", err)
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong; try again.")
+		s.failPage(w, "decide device code", err)
 		return
 	}
 	s.log.Info("device authorization decided", "user", ss.User, "client", d.ClientID, "approved", approve)
