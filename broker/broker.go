@@ -1,13 +1,17 @@
 // Package broker is trackgate's embedded MQTT broker: a Mochi MQTT v2 server
-// with a TCP listener and an MQTT-over-WebSocket listener, a seam for the hook
-// that authenticates devices and checks their topics, and a Run that blocks
-// until its context ends and then disconnects clients and closes.
+// with TCP, TLS and MQTT-over-WebSocket listeners that authenticates every
+// client with a signed token (a device's, a service's or a person's), allows
+// each only the topics its token grants, validates positions (and translates
+// OwnTracks) before they fan out, and disconnects a session when its token
+// expires or is revoked. Run blocks until its context ends and then
+// disconnects clients and closes.
 //
 // The gateway embeds it; broker/cmd/broker runs it alone.
 package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,20 +24,35 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"trackgate/internal/server"
 )
 
-// Config configures a Broker. The zero value of every field but Auth and
+// Config configures a Broker. The zero value of every field but Verifier and
 // InsecureAllowAll is usable.
 type Config struct {
 	// TCP is the address of the plain MQTT listener, e.g. ":1883" (":0" picks
 	// a free port); empty disables it.
 	TCP string
+	// TLS is the address of the MQTT over TLS listener, e.g. ":8883"; it
+	// needs TLSCert and TLSKey. Empty disables it.
+	TLS string
+	// TLSCert and TLSKey are the PEM files of the TLS listener's certificate
+	// chain and key, reloaded when they change.
+	TLSCert, TLSKey string
 	// WebSocket is the address of the MQTT-over-WebSocket listener, e.g.
 	// ":8083"; empty disables it.
 	WebSocket string
-	// Auth authenticates clients and checks what they may publish and
-	// subscribe to. Required unless InsecureAllowAll.
-	Auth mqtt.Hook
+	// Auth says where the keys and the revocation list of the tokens
+	// clients present come from. Required unless Verifier or
+	// InsecureAllowAll is set.
+	Auth AuthConfig
+	// Verifier, if set, checks the tokens instead of one built from Auth.
+	Verifier Verifier
+	// Revocations, if set with Verifier, tells the broker of revoked tokens
+	// so that it disconnects their sessions at once.
+	Revocations RevocationSource
 	// InsecureAllowAll lets every client connect and use every topic. It is
 	// for experiments only, and the broker says so loudly when it starts.
 	InsecureAllowAll bool
@@ -42,12 +61,27 @@ type Config struct {
 	// subscriber that falls further behind loses messages, so it is set high.
 	MaxInflight uint16
 	// MaxPacketSize is the largest MQTT packet accepted, in bytes; a client
-	// sending a larger one is disconnected. Default 8 MiB: far above the
-	// 64 KiB position payload limit, which the ingest bridge enforces and
-	// counts, yet bounded.
+	// sending a larger one is disconnected. Default 1 MiB: far above the
+	// 64 KiB position payload limit, yet bounded.
 	MaxPacketSize uint32
+	// KeepaliveMin and KeepaliveMax bound the keepalive a client may ask
+	// for, in seconds (defaults 5 and 3600); a client asking for none gets
+	// KeepaliveMax, so that a dead connection is always noticed.
+	KeepaliveMin, KeepaliveMax uint16
+	// ConnRate is how many connections per second one remote address may
+	// open (default 10, with a burst of ConnBurst, default 100); a negative
+	// ConnRate turns the limit off.
+	ConnRate  float64
+	ConnBurst int
+	// Registerer receives the broker's metrics; nil keeps them unregistered.
+	Registerer prometheus.Registerer
 	// Logger receives the broker's logs; default slog.Default().
 	Logger *slog.Logger
+}
+
+// RevocationSource reports revoked tokens: *token.Revocations is one.
+type RevocationSource interface {
+	OnRevoke(func(jtis []string))
 }
 
 // Broker is an embedded MQTT broker. Create it with New and start it with Run.
@@ -56,9 +90,19 @@ type Broker struct {
 	log   *slog.Logger
 	ready chan struct{}
 
+	m    *metrics
+	auth *tokenAuth // the verifier built from Config.Auth, if any
+
 	mu    sync.Mutex // guards addrs and srv
 	addrs map[string]net.Addr
 	srv   *mqtt.Server // while serving
+}
+
+// server returns the Mochi server while serving, else nil.
+func (b *Broker) server() *mqtt.Server {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.srv
 }
 
 // ErrNotRunning is returned by Publish when the broker is not serving.
@@ -69,9 +113,7 @@ var ErrNotRunning = errors.New("broker: not running")
 // at least once, and a persistent session that is offline keeps it. Inside
 // publishers are trusted: no authentication or ACL applies.
 func (b *Broker) Publish(topic string, payload []byte, retain bool) error {
-	b.mu.Lock()
-	srv := b.srv
-	b.mu.Unlock()
+	srv := b.server()
 	if srv == nil {
 		return ErrNotRunning
 	}
@@ -84,30 +126,65 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool) error {
 // Listener names, as Addr takes them.
 const (
 	ListenerTCP       = "tcp"
+	ListenerTLS       = "tls"
 	ListenerWebSocket = "ws"
 )
 
 // New checks cfg and returns a Broker. It does no I/O.
 func New(cfg Config) (*Broker, error) {
-	if cfg.Auth == nil && !cfg.InsecureAllowAll {
-		return nil, errors.New("broker: no auth hook configured; set InsecureAllowAll (--insecure-allow-all) explicitly to accept every client")
+	if cfg.Verifier != nil && cfg.InsecureAllowAll {
+		return nil, errors.New("broker: a token verifier and InsecureAllowAll exclude each other")
 	}
-	if cfg.Auth != nil && cfg.InsecureAllowAll {
-		return nil, errors.New("broker: an auth hook and InsecureAllowAll exclude each other")
+	if cfg.TCP == "" && cfg.WebSocket == "" && cfg.TLS == "" {
+		return nil, errors.New("broker: no listener configured (TCP, TLS and WebSocket addresses all empty)")
 	}
-	if cfg.TCP == "" && cfg.WebSocket == "" {
-		return nil, errors.New("broker: no listener configured (TCP and WebSocket addresses both empty)")
+	if (cfg.TLS != "") != (cfg.TLSCert != "" && cfg.TLSKey != "") {
+		return nil, errors.New("broker: the TLS listener needs a certificate and a key (--tls-cert, --tls-key), and they need a TLS listener (--mqtt-tls)")
 	}
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = 65535
 	}
 	if cfg.MaxPacketSize == 0 {
-		cfg.MaxPacketSize = 8 << 20
+		cfg.MaxPacketSize = 1 << 20
+	}
+	if cfg.KeepaliveMin == 0 {
+		cfg.KeepaliveMin = 5
+	}
+	if cfg.KeepaliveMax == 0 {
+		cfg.KeepaliveMax = 3600
+	}
+	if cfg.KeepaliveMin > cfg.KeepaliveMax {
+		return nil, fmt.Errorf("broker: keepalive bounds %d > %d", cfg.KeepaliveMin, cfg.KeepaliveMax)
+	}
+	if cfg.ConnRate == 0 {
+		cfg.ConnRate = 10
+	}
+	if cfg.ConnBurst <= 0 {
+		cfg.ConnBurst = 100
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Broker{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), addrs: map[string]net.Addr{}}, nil
+	b := &Broker{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), addrs: map[string]net.Addr{}}
+	if cfg.Verifier == nil && !cfg.InsecureAllowAll {
+		a, err := newTokenAuth(cfg.Auth, cfg.Logger.With("component", "auth"))
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w; or set InsecureAllowAll (--insecure-allow-all) explicitly to accept every client", err)
+		}
+		b.auth = a
+		b.cfg.Verifier, b.cfg.Revocations = a, a.revocations
+	}
+	b.m = newMetrics(cfg.Registerer, b)
+	return b, nil
+}
+
+// AuthStatus returns the state of token verification; ok is false when the
+// broker does not verify tokens from its Auth config.
+func (b *Broker) AuthStatus() (st AuthStatus, ok bool) {
+	if b.auth == nil {
+		return st, false
+	}
+	return b.auth.status(), true
 }
 
 // Ready is closed once the listeners accept connections.
@@ -127,13 +204,26 @@ func (b *Broker) Addr(name string) net.Addr {
 func (b *Broker) Run(ctx context.Context) error {
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient: true, // Publish
-		Logger:       b.log.With("component", "mqtt"),
+		Logger:       slog.New(mochiHandler{b.log.Handler()}).With("component", "mqtt"),
 		Capabilities: b.capabilities(),
 	})
-	hook := b.cfg.Auth
+	if err := srv.AddHook(&limitsHook{min: b.cfg.KeepaliveMin, max: b.cfg.KeepaliveMax}, nil); err != nil {
+		return fmt.Errorf("broker: add limits hook: %w", err)
+	}
+	var hook mqtt.Hook
 	if b.cfg.InsecureAllowAll {
 		hook = new(auth.AllowHook)
 		b.log.Warn("INSECURE: the broker accepts every client and every topic without authentication (--insecure-allow-all); do not expose it to a network you do not trust")
+	} else {
+		ah := newAuthHook(srv, b.cfg.Verifier, b.log, b.m)
+		if b.cfg.Revocations != nil {
+			b.cfg.Revocations.OnRevoke(ah.Revoke)
+		}
+		go sweepEvery(ctx, time.Minute, ah.sweep)
+		if b.auth != nil {
+			go b.auth.run(ctx)
+		}
+		hook = ah
 	}
 	if err := srv.AddHook(hook, nil); err != nil {
 		return fmt.Errorf("broker: add auth hook: %w", err)
@@ -148,22 +238,37 @@ func (b *Broker) Run(ctx context.Context) error {
 			l.Close()
 		}
 	}
+	var tlsCfg *tls.Config
+	if b.cfg.TLS != "" {
+		files, err := server.LoadCertFiles(b.cfg.TLSCert, b.cfg.TLSKey, b.log)
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: files.GetCertificate}
+	}
 	for _, l := range []struct {
 		name, addr string
 		wrap       func(net.Listener) listeners.Listener
 	}{
 		{ListenerTCP, b.cfg.TCP, func(ln net.Listener) listeners.Listener { return listeners.NewNet(ListenerTCP, ln) }},
+		{ListenerTLS, b.cfg.TLS, func(ln net.Listener) listeners.Listener {
+			return listeners.NewNet(ListenerTLS, tls.NewListener(ln, tlsCfg))
+		}},
 		{ListenerWebSocket, b.cfg.WebSocket, func(ln net.Listener) listeners.Listener { return newWebSocket(ListenerWebSocket, ln) }},
 	} {
 		if l.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
+		raw, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			closeOpened()
 			return fmt.Errorf("broker: listen %s on %s: %w", l.name, l.addr, err)
 		}
-		opened = append(opened, ln)
+		opened = append(opened, raw)
+		ln := net.Listener(raw)
+		if b.cfg.ConnRate > 0 {
+			ln = newRateLimited(raw, b.cfg.ConnRate, b.cfg.ConnBurst, b.m.connRateLimited)
+		}
 		if err := srv.AddListener(l.wrap(ln)); err != nil {
 			closeOpened()
 			return fmt.Errorf("broker: add listener %s: %w", l.name, err)
@@ -227,15 +332,21 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c.MaximumInflight = b.cfg.MaxInflight
 	c.MaximumClientWritesPending = int32(b.cfg.MaxInflight)
 	c.MaximumPacketSize = b.cfg.MaxPacketSize
+	// A QoS 1 message waits in an offline persistent session (the ingest
+	// bridge's) however long it is away: nothing accepted expires.
+	c.MaximumMessageExpiryInterval = 0
 	return c
 }
 
-// RegisterFlags adds the broker's flags to fs, writing into c: --mqtt,
-// --mqtt-ws and --insecure-allow-all (whose default is allowAll).
-func (c *Config) RegisterFlags(fs *flag.FlagSet, allowAll bool) {
+// RegisterFlags adds the broker's flags to fs, writing into c: the
+// listeners, the TLS files, the limits and --insecure-allow-all.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TCP, "mqtt", ":1883", "MQTT listener `address`; empty disables it")
+	fs.StringVar(&c.TLS, "mqtt-tls", "", "MQTT over TLS listener `address`, e.g. :8883 (needs --tls-cert and --tls-key)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate chain `file` (PEM) of the MQTT TLS listener, reloaded when it changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.StringVar(&c.WebSocket, "mqtt-ws", ":8083", "MQTT over WebSocket listener `address`; empty disables it")
-	fs.Func("mqtt-max-packet-size", "largest MQTT packet accepted, in `bytes` (default 8388608)", func(v string) error {
+	fs.Func("mqtt-max-packet-size", "largest MQTT packet accepted, in `bytes` (default 1048576)", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil {
 			return err
@@ -243,6 +354,30 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, allowAll bool) {
 		c.MaxPacketSize = uint32(n)
 		return nil
 	})
-	fs.BoolVar(&c.InsecureAllowAll, "insecure-allow-all", allowAll,
-		"accept every client and topic without authentication (experiments only; device authentication is not built yet, so this is on by default for now)")
+	fs.Func("mqtt-max-inflight", "QoS 1 messages held per client awaiting acknowledgement, `n` up to 65535 (default 65535)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 16)
+		if err != nil {
+			return err
+		}
+		c.MaxInflight = uint16(n)
+		return nil
+	})
+	fs.Float64Var(&c.ConnRate, "mqtt-conn-rate", 10, "connections per second one address may open (burst 100); negative disables the limit")
+	fs.BoolVar(&c.InsecureAllowAll, "insecure-allow-all", false,
+		"accept every client and topic without authentication (experiments only, never exposed)")
+	c.Auth.RegisterFlags(fs)
+}
+
+// sweepEvery calls f every d until ctx ends.
+func sweepEvery(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
 }

@@ -7,10 +7,10 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 
 	"trackgate/broker"
 	"trackgate/broker/brokertest"
+	"trackgate/internal/token"
 )
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -19,8 +19,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		cfg  broker.Config
 		want string
 	}{
-		{"no auth and not allow-all", broker.Config{TCP: ":0"}, "no auth hook"},
-		{"auth and allow-all", broker.Config{TCP: ":0", Auth: new(auth.AllowHook), InsecureAllowAll: true}, "exclude each other"},
+		{"no auth and not allow-all", broker.Config{TCP: ":0"}, "no issuer"},
+		{"auth and allow-all", broker.Config{TCP: ":0", Verifier: denyAll{}, InsecureAllowAll: true}, "exclude each other"},
 		{"no listener", broker.Config{InsecureAllowAll: true}, "no listener"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -29,6 +29,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// denyAll is a verifier that accepts no token.
+type denyAll struct{}
+
+func (denyAll) Verify(context.Context, string) (*token.Claims, error) {
+	return nil, token.ErrSignature
 }
 
 func TestRunFailsOnBusyPort(t *testing.T) {

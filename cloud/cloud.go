@@ -11,6 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +36,10 @@ type Config struct {
 	Ingest ingest.Config     // batching and retry of the ingest bridge
 	Data   string            // data directory: the SQL store and the signing keys
 	Auth   auth.Config       // the authorization server
-	Logger *slog.Logger      // default slog.Default()
+	// MQTTPasswordFile holds the ingest bridge's MQTT password; without
+	// it the bridge presents a broker token the cloud signs itself.
+	MQTTPasswordFile string
+	Logger           *slog.Logger // default slog.Default()
 }
 
 // RegisterDataFlags adds the flags every command that opens the data
@@ -75,7 +81,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLS.ACMEDirectory, "acme-directory", "", "ACME directory `URL` (default Let's Encrypt)")
 	fs.StringVar(&c.TLS.Redirect, "http-redirect", "", "plain-HTTP listen `address` that redirects to HTTPS and answers ACME challenges, e.g. :80")
 	fs.StringVar(&c.MQTT.Broker, "mqtt", "tcp://127.0.0.1:1883", "`URL` of the MQTT broker positions arrive on (tcp://, ssl://, ws://)")
-	fs.StringVar(&c.MQTT.ClientID, "mqtt-client-id", "trackgate-cloud-ingest", "MQTT client `id` of the ingest bridge (its persistent session)")
+	fs.StringVar(&c.MQTT.ClientID, "mqtt-client-id", ingest.DefaultClientID, "MQTT client `id` of the ingest bridge (its persistent session); svc:cloud or svc:cloud/… to use the broker token the cloud signs for itself")
+	fs.StringVar(&c.MQTT.Username, "mqtt-username", "", "MQTT user `name` of the ingest bridge, with --mqtt-password-file, for a broker that does not take the cloud's own tokens")
+	fs.StringVar(&c.MQTTPasswordFile, "mqtt-password-file", "", "`file` holding the ingest bridge's MQTT password (see --mqtt-username)")
 	fs.StringVar(&c.Influx.URL, "influx-url", "http://127.0.0.1:8086", "InfluxDB base `URL`")
 	fs.StringVar(&c.Influx.Org, "influx-org", "trackgate", "InfluxDB organisation (ignored by InfluxDB 1.x)")
 	fs.StringVar(&c.Influx.Bucket, "influx-bucket", "trackgate", "InfluxDB bucket (on 1.x: database or database/retention-policy)")
@@ -89,6 +97,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Cloud is the cloud process. Create it with New and start it with Run.
 type Cloud struct {
 	cfg    Config
+	auth   atomic.Pointer[auth.Server] // once Run opened it
 	influx *influx.Client
 	bridge *ingest.Bridge
 	http   *server.Server
@@ -126,6 +135,17 @@ func New(cfg Config) (*Cloud, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c := &Cloud{cfg: cfg, influx: db}
+	if cfg.MQTTPasswordFile != "" {
+		pw, err := os.ReadFile(cfg.MQTTPasswordFile)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("cloud: MQTT password: %w", err)
+		}
+		cfg.MQTT.Password = strings.TrimRight(string(pw), "\r\n")
+	} else if cfg.MQTT.Username == "" {
+		cfg.MQTT.Credentials = c.brokerCredentials
+	}
 	bridge, err := ingest.NewBridge(cfg.MQTT, cfg.Ingest, db, ingest.NewMetrics(reg))
 	if err != nil {
 		db.Close()
@@ -146,7 +166,30 @@ func New(cfg Config) (*Cloud, error) {
 			}},
 		},
 	})
-	return &Cloud{cfg: cfg, influx: db, bridge: bridge, http: srv, redirect: redirect}, nil
+	c.bridge, c.http, c.redirect = bridge, srv, redirect
+	return c, nil
+}
+
+// ingestService is the service name of the broker token the cloud signs
+// for its ingest bridge: its subject is svc:cloud.
+const ingestService = "cloud"
+
+// brokerCredentials gives the ingest bridge a fresh broker token of its own
+// at every connection. Before Run opened the authorization server, and if
+// signing fails, the password is empty and the broker refuses the
+// connection; the bridge tries again.
+func (c *Cloud) brokerCredentials() (string, string) {
+	user := auth.ServicePrefix + ingestService
+	a := c.auth.Load()
+	if a == nil {
+		return user, ""
+	}
+	tok, err := a.BrokerToken(context.Background(), ingestService, auth.ScopeIngest)
+	if err != nil {
+		c.cfg.Logger.Error("broker token for the ingest bridge", "err", err)
+		return user, ""
+	}
+	return user, tok
 }
 
 // HTTP returns the HTTP server (for its address once Ready).
@@ -162,6 +205,7 @@ func (c *Cloud) Run(ctx context.Context) error {
 		return fmt.Errorf("cloud: %w", err)
 	}
 	defer st.Close()
+	c.auth.Store(a)
 	a.Mount(c.http.Handle)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.http.Run(ctx) })

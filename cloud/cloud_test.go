@@ -368,7 +368,7 @@ func TestBadPayloads(t *testing.T) {
 	good := func(i int) string {
 		return fmt.Sprintf(`{"time":%q,"lat":52.%d,"lon":4.89}`, now.Add(time.Duration(i)*time.Second).Format(time.RFC3339Nano), i)
 	}
-	huge := `{"time":"` + now.Format(time.RFC3339) + `","lat":1,"lon":2,"pad":"` + strings.Repeat("x", 1<<20) + `"}`
+	huge := `{"time":"` + now.Format(time.RFC3339) + `","lat":1,"lon":2,"pad":"` + strings.Repeat("x", 100<<10) + `"}`
 	bad := []struct{ reason, payload string }{
 		{"syntax", `not json at all`},
 		{"type", `{"time":"` + now.Format(time.RFC3339) + `","lat":"52.1","lon":4.89}`},

@@ -8,14 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
+
+	"trackgate/internal/server"
 )
 
 // TLSConfig configures the cloud's HTTPS: certificate files, or automatic
@@ -79,11 +79,11 @@ func (c TLSConfig) build(dataDir string, log *slog.Logger) (*tls.Config, http.Ha
 		cfg.MinVersion = tls.VersionTLS12
 		return cfg, m.HTTPHandler(redirect), nil
 	}
-	files := &certFiles{cert: c.Cert, key: c.Key, log: log}
-	if _, err := files.load(); err != nil {
+	files, err := server.LoadCertFiles(c.Cert, c.Key, log)
+	if err != nil {
 		return nil, nil, err
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: files.get, NextProtos: []string{"http/1.1"}}, redirect, nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: files.GetCertificate, NextProtos: []string{"http/1.1"}}, redirect, nil
 }
 
 // toHTTPS redirects a GET or HEAD to the same URL over https on the
@@ -102,56 +102,6 @@ func toHTTPS(w http.ResponseWriter, r *http.Request) {
 		host = "[" + host + "]"
 	}
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
-}
-
-// certFiles serves a certificate from PEM files, loading them again when
-// their modification time changes (checked at most every 10 seconds), so
-// a renewed certificate is served without a restart.
-type certFiles struct {
-	cert, key string
-	log       *slog.Logger
-
-	mu      sync.Mutex
-	current *tls.Certificate
-	mtime   time.Time
-	checked time.Time
-}
-
-func (f *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if time.Since(f.checked) < 10*time.Second && f.current != nil {
-		return f.current, nil
-	}
-	f.checked = time.Now()
-	cert, err := f.loadLocked()
-	if err != nil && f.current != nil {
-		f.log.Error("reload TLS certificate: keeping the one loaded", "err", err)
-		return f.current, nil
-	}
-	return cert, err
-}
-
-func (f *certFiles) load() (*tls.Certificate, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.loadLocked()
-}
-
-func (f *certFiles) loadLocked() (*tls.Certificate, error) {
-	fi, err := os.Stat(f.cert)
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate: %w", err)
-	}
-	if f.current != nil && fi.ModTime().Equal(f.mtime) {
-		return f.current, nil
-	}
-	cert, err := tls.LoadX509KeyPair(f.cert, f.key)
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate %s, key %s: %w", f.cert, f.key, err)
-	}
-	f.current, f.mtime = &cert, fi.ModTime()
-	return f.current, nil
 }
 
 // runRedirect serves the plain-HTTP redirect listener until ctx ends.

@@ -51,11 +51,14 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Broker.Logger == nil {
 		cfg.Broker.Logger = cfg.Logger
 	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	reg := prometheus.NewRegistry()
+	cfg.Broker.Registerer = reg
 	b, err := broker.New(cfg.Broker)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, broker: b}
+	g.broker = b
 	seen := make(map[string]string)
 	for _, spec := range cfg.Sources {
 		if other, ok := seen[spec.Device]; ok {
@@ -66,7 +69,6 @@ func New(cfg Config) (*Gateway, error) {
 		rc.Spec, rc.Logger = spec, cfg.Logger
 		g.readers = append(g.readers, receiver.New(rc, newPublisher(g, spec.Device)))
 	}
-	reg := prometheus.NewRegistry()
 	g.metrics = newMetrics(reg, g.readers)
 	if cfg.HTTP != "" {
 		g.http = server.New(server.Config{Addr: cfg.HTTP, Gatherer: reg, Logger: cfg.Logger})

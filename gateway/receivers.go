@@ -70,7 +70,11 @@ func (g *Gateway) statusHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"sources": out})
+		doc := map[string]any{"sources": out}
+		if st, ok := g.broker.AuthStatus(); ok {
+			doc["auth"] = st
+		}
+		_ = enc.Encode(doc)
 	})
 }
 

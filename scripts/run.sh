@@ -100,9 +100,6 @@ CONF
 fi
 
 start gpssim "$root/bin/gpssim" --link "$VAR/gps0" --rate 1 --baud 9600 --profile ublox
-start gateway "$root/bin/gateway" --mqtt "127.0.0.1:$MQTT_PORT" --mqtt-ws "127.0.0.1:$WS_PORT" --insecure-allow-all \
-	--http "127.0.0.1:$GATEWAY_HTTP_PORT" --source "serial:$VAR/gps0=$DEVICE"
-wait_for gateway "http://127.0.0.1:$GATEWAY_HTTP_PORT/healthz"
 ISSUER="http://127.0.0.1:$HTTP_PORT"
 # A demo user to sign in with, made once; its password is kept in var/ (mode 0600).
 if [ ! -s "$VAR/demo-password" ]; then
@@ -110,9 +107,22 @@ if [ ! -s "$VAR/demo-password" ]; then
 	"$root/bin/cloud" user add demo --data "$VAR/cloud" --issuer "$ISSUER" <"$VAR/demo-password" 2>/dev/null ||
 		"$root/bin/cloud" user passwd demo --data "$VAR/cloud" --issuer "$ISSUER" <"$VAR/demo-password"
 fi
+# A phone of the demo user's, with its device token (made once, mode 0600).
+if [ ! -s "$VAR/demo-phone.token" ]; then
+	"$root/bin/cloud" device rm demo-phone --data "$VAR/cloud" --issuer "$ISSUER" >/dev/null 2>&1 || true
+	(umask 077 && "$root/bin/cloud" device add --owner demo --name "demo phone" demo-phone \
+		--data "$VAR/cloud" --issuer "$ISSUER" >"$VAR/demo-phone.token")
+fi
 start cloud "$root/bin/cloud" serve --http "127.0.0.1:$HTTP_PORT" --issuer "$ISSUER" --data "$VAR/cloud" \
 	--mqtt "tcp://127.0.0.1:$MQTT_PORT" --influx-url "$INFLUX_URL" --influx-bucket "${TRACKGATE_INFLUX_BUCKET:-trackgate}"
-wait_for cloud "http://127.0.0.1:$HTTP_PORT/readyz"
+wait_for cloud "$ISSUER/healthz"
+# The gateway's broker checks every client's token against the cloud's keys
+# and revocation list (cached in var/gateway).
+start gateway "$root/bin/gateway" --mqtt "127.0.0.1:$MQTT_PORT" --mqtt-ws "127.0.0.1:$WS_PORT" \
+	--issuer "$ISSUER" --data "$VAR/gateway" \
+	--http "127.0.0.1:$GATEWAY_HTTP_PORT" --source "serial:$VAR/gps0=$DEVICE"
+wait_for gateway "http://127.0.0.1:$GATEWAY_HTTP_PORT/healthz"
+wait_for cloud "$ISSUER/readyz"
 
 cat <<MSG
 
@@ -128,13 +138,14 @@ Stored positions (run in another terminal):
   curl -sG '$INFLUX_URL/query' --data-urlencode db=trackgate \\
     --data-urlencode "q=SELECT lat, lon, speed, course FROM position WHERE device='$DEVICE' ORDER BY time DESC LIMIT 5"
 
-Publish a position yourself:
-  mosquitto_pub -p $MQTT_PORT -q 1 -t devices/my-phone/positions \\
-    -m "{\"time\":\"\$(date -u +%FT%TZ)\",\"lat\":52.37,\"lon\":4.89}"
+Publish a position as the demo phone (user name = device id, password = its device token):
+  mosquitto_pub -p $MQTT_PORT -q 1 -i demo-phone -u demo-phone -P "\$(cat var/demo-phone.token)" \\
+    -t devices/demo-phone/positions -m "{\"time\":\"\$(date -u +%FT%TZ)\",\"lat\":52.37,\"lon\":4.89}"
+  (an OwnTracks app: host 127.0.0.1, port $MQTT_PORT, user demo-phone, password the token, TLS off)
 
-The receiver's state and counters, and the ingest counters:
+The receiver's state and counters, the broker's and the ingest counters:
   curl -s http://127.0.0.1:$GATEWAY_HTTP_PORT/status
-  mosquitto_sub -p $MQTT_PORT -v -t 'devices/+/status'
+  curl -s http://127.0.0.1:$GATEWAY_HTTP_PORT/metrics | grep ^trackgate_broker
   curl -s http://127.0.0.1:$HTTP_PORT/metrics | grep ^trackgate_
 
 Ctrl-C stops everything.

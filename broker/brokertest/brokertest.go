@@ -23,13 +23,17 @@ type Broker struct {
 func (b *Broker) Stop() { b.stop() }
 
 // Start runs a broker with TCP and WebSocket listeners on free loopback
-// ports. cfg's listener addresses are set here; when cfg.Auth is nil the
-// broker allows everyone. It is stopped when the test ends.
+// ports. cfg's listener addresses are set here; with neither a Verifier nor an
+// Auth issuer the broker allows everyone, and the connection rate limit is off
+// unless cfg sets one. It is stopped when the test ends.
 func Start(t testing.TB, cfg broker.Config) *Broker {
 	t.Helper()
 	cfg.TCP, cfg.WebSocket = "127.0.0.1:0", "127.0.0.1:0"
-	if cfg.Auth == nil {
+	if cfg.Verifier == nil && cfg.Auth.Issuer == "" {
 		cfg.InsecureAllowAll = true
+	}
+	if cfg.ConnRate == 0 {
+		cfg.ConnRate = -1
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -301,8 +302,10 @@ func (s *Server) AddDevice(ctx context.Context, owner, id, name string, jwk []by
 	if err := topic.ValidDevice(id); err != nil {
 		return "", fmt.Errorf("%w: %v", errDeviceID, err)
 	}
-	if strings.HasPrefix(id, userPrefix) {
-		return "", fmt.Errorf("%w: %q: ids starting with %s are users'", errDeviceID, id, userPrefix)
+	for _, p := range []string{userPrefix, ServicePrefix} {
+		if strings.HasPrefix(id, p) {
+			return "", fmt.Errorf("%w: %q: ids starting with %s are reserved", errDeviceID, id, p)
+		}
 	}
 	u, err := s.st.UserByName(ctx, owner)
 	if err != nil {
@@ -319,7 +322,7 @@ func (s *Server) AddDevice(ctx context.Context, owner, id, name string, jwk []by
 	}
 	tok, c, err := s.issue(ctx, token.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: id, Audience: jwt.ClaimStrings{AudienceMQTT}},
-		ClientID:         id, Scope: ScopeDevice,
+		ClientID:         id, Scope: ScopeDevice, Owner: u.Name,
 	}, s.cfg.DeviceTokenTTL)
 	if err != nil {
 		return "", err
@@ -337,6 +340,22 @@ var errDeviceID = errors.New("bad device id")
 // RemoveDevice deletes a device and revokes its token.
 func (s *Server) RemoveDevice(ctx context.Context, id string) error {
 	return s.st.DeleteDevice(ctx, id, time.Now().Add(s.cfg.DeviceTokenTTL))
+}
+
+// BrokerToken signs a broker token for one of the cloud's own services
+// (sub svc:SERVICE) with the given broker scopes, for the access-token
+// lifetime: the ingest bridge presents one at every connection.
+func (s *Server) BrokerToken(ctx context.Context, service string, scopes ...string) (string, error) {
+	for _, sc := range scopes {
+		if !slices.Contains(mqttScopes, sc) {
+			return "", fmt.Errorf("broker token: %q is not a broker scope", sc)
+		}
+	}
+	tok, _, err := s.issue(ctx, token.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: ServicePrefix + service, Audience: jwt.ClaimStrings{AudienceMQTT}},
+		ClientID:         service, Scope: strings.Join(scopes, " "),
+	}, s.cfg.AccessTokenTTL)
+	return tok, err
 }
 
 func (s *Server) sign(ctx context.Context, c *token.Claims) (string, error) {

@@ -30,6 +30,7 @@ const (
 // broker, never both.
 const (
 	ScopeIngest          = "ingest"           // mqtt: subscribe to every device's positions (the cloud's ingest bridge)
+	ScopeOperator        = "operator"         // mqtt: every topic, $SYS included (monitoring)
 	ScopeRevocationsRead = "revocations:read" // api: read the revoked token ids (verifiers)
 	ScopeIntrospect      = "introspect"       // the client may call /introspect (a resource server); never in a token
 	ScopeTracksRead      = "tracks:read"      // api
@@ -40,7 +41,7 @@ const (
 
 // mqttScopes are the scopes of broker tokens; every other token scope is an
 // API scope.
-var mqttScopes = []string{ScopeDevice, ScopeIngest}
+var mqttScopes = []string{ScopeDevice, ScopeIngest, ScopeOperator}
 
 // ServiceScopes are the scopes of a service client made by `cloud client
 // add --service` unless others are given.
@@ -191,7 +192,7 @@ func checkRedirectURI(raw string) error {
 }
 
 func knownScope(sc string) bool {
-	return slices.Contains(userAPIScopes, sc) || slices.Contains([]string{ScopeDevice, ScopeIngest, ScopeRevocationsRead, ScopeIntrospect}, sc)
+	return slices.Contains(userAPIScopes, sc) || slices.Contains(mqttScopes, sc) || sc == ScopeRevocationsRead || sc == ScopeIntrospect
 }
 
 // newSecret returns 256 random bits, base64url.

@@ -48,6 +48,11 @@ func userSubject(name string) string { return userPrefix + name }
 
 const userPrefix = "usr:"
 
+// ServicePrefix starts the sub of a service's tokens ("svc:" and the client
+// id), so that no device, user or service can pass for another: device ids
+// may start with neither prefix.
+const ServicePrefix = "svc:"
+
 // serverError answers a failure of ours without detail.
 func (s *Server) serverError(msg string, err error) *oauthError {
 	s.log.Error(msg, "err", err)

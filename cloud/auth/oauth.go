@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -252,8 +254,12 @@ func (s *Server) clientCredentials(ctx context.Context, c *store.Client, form ur
 	if !ok {
 		return nil, errorf("invalid_scope", "ask for the scopes of one audience per token: %s are for the broker, the others for the API", strings.Join(mqttScopes, ", "))
 	}
+	sub := c.ID // a tracker: its device id
+	if c.JWK == "" {
+		sub = ServicePrefix + c.ID
+	}
 	tok, claims, err := s.issue(ctx, token.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{Subject: c.ID, Audience: jwt.ClaimStrings{aud}},
+		RegisteredClaims: jwt.RegisteredClaims{Subject: sub, Audience: jwt.ClaimStrings{aud}},
 		ClientID:         c.ID, Scope: strings.Join(scopes, " "),
 	}, s.cfg.AccessTokenTTL)
 	if err == nil {
@@ -432,13 +438,12 @@ func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-// revocations serves GET /api/v1/revocations to verifiers holding an API
-// token with the revocations:read scope: the revoked token ids not yet
-// expired.
+// revocations serves GET /api/v1/revocations: the revoked token ids not yet
+// expired, with their expiry, for the verifiers (brokers at the edge) that
+// poll it every few seconds. Like a certificate revocation list it is public:
+// a token id grants nothing, and a gateway checks revocations before it holds
+// any credential of its own. An ETag makes an unchanged list a 304.
 func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.bearer(w, r, ScopeRevocationsRead); !ok {
-		return
-	}
 	revs, err := s.st.Revocations(r.Context())
 	if err != nil {
 		s.log.Error("revocations", "err", err)
@@ -448,6 +453,20 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 	if revs == nil {
 		revs = []store.Revocation{}
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{"revocations": revs})
+	body, err := json.Marshal(map[string]any{"revocations": revs})
+	if err != nil {
+		s.log.Error("revocations", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "no-cache")
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
 }

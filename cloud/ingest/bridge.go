@@ -17,9 +17,18 @@ type MQTTConfig struct {
 	Broker   string // broker URL, e.g. tcp://127.0.0.1:1883 or ws://host:8083/mqtt
 	ClientID string // persistent-session client id, default "trackgate-cloud-ingest"
 	Topic    string // subscription, default topic.SharedPositions
-	Username string // optional credentials
+	Username string // optional fixed credentials
 	Password string
+	// Credentials, if set, is asked for the user name and password at
+	// every connection (a fresh token each time) instead of Username and
+	// Password.
+	Credentials func() (username, password string)
 }
+
+// DefaultClientID is the ingest bridge's MQTT client id: bound to the
+// subject of the broker token the cloud signs for itself (svc:cloud), as
+// the broker requires.
+const DefaultClientID = "svc:cloud/ingest"
 
 // Bridge connects the Pipeline to the broker.
 type Bridge struct {
@@ -41,7 +50,7 @@ func NewBridge(mq MQTTConfig, cfg Config, w Writer, m *Metrics) (*Bridge, error)
 		return nil, errors.New("ingest: no broker URL (--mqtt)")
 	}
 	if mq.ClientID == "" {
-		mq.ClientID = "trackgate-cloud-ingest"
+		mq.ClientID = DefaultClientID
 	}
 	if mq.Topic == "" {
 		mq.Topic = topic.SharedPositions
@@ -77,7 +86,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 }
 
 func (b *Bridge) clientOptions() *paho.ClientOptions {
-	return paho.NewClientOptions().
+	o := paho.NewClientOptions()
+	if b.mq.Credentials != nil {
+		o.SetCredentialsProvider(b.mq.Credentials)
+	}
+	return o.
 		AddBroker(b.mq.Broker).
 		SetClientID(b.mq.ClientID).
 		SetUsername(b.mq.Username).

@@ -142,22 +142,11 @@ func (v *Verifier) loadCache() {
 		return
 	}
 	log := v.log.With("file", name)
-	fi, err := os.Stat(name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	raw, err := readCache(name, maxJWKSBytes)
+	if errors.Is(err, fs.ErrNotExist) {
 		log.Debug("no JWKS cache yet")
 		return
-	case err != nil:
-		log.Warn("JWKS cache ignored", "err", err)
-		return
-	case !fi.Mode().IsRegular() || fi.Size() > maxJWKSBytes:
-		log.Warn("JWKS cache ignored: not a regular file of at most 1 MiB")
-		return
-	case fi.Mode().Perm()&0o022 != 0:
-		log.Warn("JWKS cache ignored: others can write it", "mode", fi.Mode().Perm().String())
-		return
 	}
-	raw, err := os.ReadFile(name)
 	if err != nil {
 		log.Warn("JWKS cache ignored", "err", err)
 		return
@@ -170,6 +159,22 @@ func (v *Verifier) loadCache() {
 	v.keys.Store(ks)
 	v.cached = raw
 	log.Info("JWKS cache loaded", "kids", ks.kids)
+}
+
+// readCache reads a cache file written by writeFileAtomic: a regular file of
+// at most limit bytes that only its owner can write. A file that is missing
+// gives an error wrapping fs.ErrNotExist.
+func readCache(name string, limit int64) ([]byte, error) {
+	fi, err := os.Stat(name)
+	switch {
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular() || fi.Size() > limit:
+		return nil, fmt.Errorf("not a regular file of at most %d bytes", limit)
+	case fi.Mode().Perm()&0o022 != 0:
+		return nil, fmt.Errorf("others can write it (mode %s)", fi.Mode().Perm())
+	}
+	return os.ReadFile(name)
 }
 
 // writeFileAtomic replaces name with data, mode 0600: it writes a temporary

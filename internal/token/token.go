@@ -59,6 +59,11 @@ type Claims struct {
 	Scope                string   `json:"scope,omitempty"`     // space-separated
 	AMR                  []string `json:"amr,omitempty"`       // authentication methods: "pwd", "otp"
 	AuthTime             int64    `json:"auth_time,omitempty"` // Unix seconds of the user's sign-in
+	// Owner is the name of the user a device token's device belongs to.
+	Owner string `json:"owner,omitempty"`
+	// Devices are the devices whose positions a person's broker token may
+	// read (the live map): the ids the user owned when it was issued.
+	Devices []string `json:"devices,omitempty"`
 }
 
 // HasScope reports whether s is one of the token's space-separated scopes.

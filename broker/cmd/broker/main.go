@@ -18,7 +18,8 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg broker.Config
-	cfg.RegisterFlags(fs, true)
+	cfg.Auth.Data = "./var/broker"
+	cfg.RegisterFlags(fs)
 	log, err := logx.Parse(fs, "broker [flags]", args, stderr)
 	if err != nil {
 		return err

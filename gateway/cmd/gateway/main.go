@@ -22,7 +22,8 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg gateway.Config
-	cfg.Broker.RegisterFlags(fs, true)
+	cfg.Broker.Auth.Data = "./var/gateway"
+	cfg.Broker.RegisterFlags(fs)
 	fs.StringVar(&cfg.HTTP, "http", "127.0.0.1:8081", "HTTP `address` of /healthz, /metrics and /status; empty disables it")
 	fs.Func("source", "a GPS receiver to read, `SOURCE=DEVICE`: serial:/dev/ttyUSB0[@BAUD], usb:VID:PID[:SERIAL][@BAUD] or tcp://HOST:PORT (repeatable; several separated by spaces)", func(v string) error {
 		for _, f := range strings.Fields(v) {
