@@ -260,6 +260,14 @@ func (h *authHook) Revoke(jtis []string) {
 	}
 }
 
+// durable reports whether cl's token lets it be a durable subscriber, one
+// whose backlog holds publishers back: a service with the ingest or
+// operator scope.
+func (h *authHook) durable(cl *mqtt.Client) bool {
+	v, ok := h.clients.Load(cl)
+	return ok && v.(*session).rights&(rightIngest|rightOperator) != 0
+}
+
 // OnACLCheck allows a publish or subscription (or the delivery of a message
 // to a subscriber) that the client's token grants; the broker's own inline
 // client may do anything.
@@ -269,7 +277,10 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	v, ok := h.clients.Load(cl)
 	if !ok {
-		return false
+		// An offline persistent session (restored from the store, or whose
+		// connection ended): it receives on the subscriptions it was allowed
+		// when it made them. Nothing publishes without a connection.
+		return !write
 	}
 	s := v.(*session)
 	var allowed bool

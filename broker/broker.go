@@ -17,12 +17,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -73,6 +76,12 @@ type Config struct {
 	// ConnRate turns the limit off.
 	ConnRate  float64
 	ConnBurst int
+	// Persist keeps sessions, subscriptions, retained messages and the QoS 1
+	// messages in flight in a Pebble store in Auth.Data/mqtt, so that they
+	// survive a restart. PersistSync syncs every write to disk (survives a
+	// power cut, at a cost in throughput); without it a write survives the
+	// process being killed, not the machine losing power.
+	Persist, PersistSync bool
 	// Registerer receives the broker's metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
 	// Logger receives the broker's logs; default slog.Default().
@@ -153,6 +162,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.KeepaliveMax == 0 {
 		cfg.KeepaliveMax = 3600
 	}
+	if cfg.Persist && cfg.Auth.Data == "" {
+		return nil, errors.New("broker: persistence needs a data directory (--data)")
+	}
 	if cfg.KeepaliveMin > cfg.KeepaliveMax {
 		return nil, fmt.Errorf("broker: keepalive bounds %d > %d", cfg.KeepaliveMin, cfg.KeepaliveMax)
 	}
@@ -211,6 +223,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		return fmt.Errorf("broker: add limits hook: %w", err)
 	}
 	var hook mqtt.Hook
+	trusted := func(*mqtt.Client) bool { return true }
 	if b.cfg.InsecureAllowAll {
 		hook = new(auth.AllowHook)
 		b.log.Warn("INSECURE: the broker accepts every client and every topic without authentication (--insecure-allow-all); do not expose it to a network you do not trust")
@@ -219,6 +232,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		if b.cfg.Revocations != nil {
 			b.cfg.Revocations.OnRevoke(ah.Revoke)
 		}
+		trusted = ah.durable
 		go sweepEvery(ctx, time.Minute, ah.sweep)
 		if b.auth != nil {
 			go b.auth.run(ctx)
@@ -227,6 +241,23 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 	if err := srv.AddHook(hook, nil); err != nil {
 		return fmt.Errorf("broker: add auth hook: %w", err)
+	}
+	flow := newFlowHook(ctx, srv.Clients, b.cfg.MaxInflight, trusted, b.m.publishesHeld)
+	if err := srv.AddHook(flow, nil); err != nil {
+		return fmt.Errorf("broker: add flow control hook: %w", err)
+	}
+	if b.cfg.Persist {
+		dir := filepath.Join(b.cfg.Auth.Data, "mqtt")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("broker: store: %w", err)
+		}
+		mode := pebble.NoSync
+		if b.cfg.PersistSync {
+			mode = pebble.Sync
+		}
+		if err := srv.AddHook(new(pebble.Hook), &pebble.Options{Path: dir, Mode: mode}); err != nil {
+			return fmt.Errorf("broker: open store %s: %w", dir, err)
+		}
 	}
 	if err := srv.AddHook(newTakeoverHook(srv.Clients, b.log), nil); err != nil {
 		return fmt.Errorf("broker: add session takeover hook: %w", err)
@@ -282,6 +313,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		closeOpened()
 		return fmt.Errorf("broker: serve: %w", err)
 	}
+	flow.restore()
 	b.mu.Lock()
 	b.srv = srv
 	b.mu.Unlock()
@@ -362,6 +394,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.MaxInflight = uint16(n)
 		return nil
 	})
+	fs.BoolVar(&c.Persist, "mqtt-persist", true, "keep sessions, subscriptions, retained and in-flight QoS 1 messages in DATA/mqtt across restarts")
+	fs.BoolVar(&c.PersistSync, "mqtt-persist-sync", false, "sync every store write to disk (survives a power cut; slower)")
 	fs.Float64Var(&c.ConnRate, "mqtt-conn-rate", 10, "connections per second one address may open (burst 100); negative disables the limit")
 	fs.BoolVar(&c.InsecureAllowAll, "insecure-allow-all", false,
 		"accept every client and topic without authentication (experiments only, never exposed)")

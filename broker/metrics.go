@@ -17,6 +17,7 @@ type metrics struct {
 	payloadRejected *prometheus.CounterVec // by kind and reason
 	ownTracks       *prometheus.CounterVec // OwnTracks messages by type
 	connRateLimited prometheus.Counter
+	publishesHeld   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, b *Broker) *metrics {
@@ -33,6 +34,8 @@ func newMetrics(reg prometheus.Registerer, b *Broker) *metrics {
 			Help: "OwnTracks messages by what became of them: location, lwt, ignored, invalid, encrypted."}, []string{"type"}),
 		connRateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "trackgate_broker_connections_rate_limited_total",
 			Help: "Connections closed at accept because their address opened too many."}),
+		publishesHeld: prometheus.NewCounter(prometheus.CounterOpts{Name: "trackgate_broker_publishes_held_total",
+			Help: "QoS 1 publishes held back until a durable subscriber (the ingest bridge) caught up."}),
 	}
 	for _, r := range connectRefusals {
 		m.connectRefused.WithLabelValues(r)
@@ -55,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, b *Broker) *metrics {
 		})
 	}
 	if reg != nil {
-		reg.MustRegister(m.connectRefused, m.aclDenied, m.kicked, m.payloadRejected, m.ownTracks, m.connRateLimited,
+		reg.MustRegister(m.connectRefused, m.aclDenied, m.kicked, m.payloadRejected, m.ownTracks, m.connRateLimited, m.publishesHeld,
 			info("trackgate_broker_clients_connected", "MQTT clients connected.",
 				func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.ClientsConnected) }),
 			info("trackgate_broker_inflight_messages", "QoS 1 and 2 messages waiting for an acknowledgement.",

@@ -23,7 +23,8 @@ type Broker struct {
 func (b *Broker) Stop() { b.stop() }
 
 // Start runs a broker with TCP and WebSocket listeners on free loopback
-// ports. cfg's listener addresses are set here; with neither a Verifier nor an
+// ports, and returns once it accepts connections (and, when it verifies
+// tokens from cfg.Auth, once it has the issuer's keys). cfg's listener addresses are set here; with neither a Verifier nor an
 // Auth issuer the broker allows everyone, and the connection rate limit is off
 // unless cfg sets one. It is stopped when the test ends.
 func Start(t testing.TB, cfg broker.Config) *Broker {
@@ -53,6 +54,16 @@ func Start(t testing.TB, cfg broker.Config) *Broker {
 	case <-time.After(10 * time.Second):
 		cancel()
 		t.Fatal("brokertest: broker not ready after 10 s")
+	}
+	if _, ok := b.AuthStatus(); ok {
+		deadline := time.Now().Add(10 * time.Second)
+		for st, _ := b.AuthStatus(); !st.KeysReady; st, _ = b.AuthStatus() {
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatal("brokertest: the broker has no signing keys after 10 s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	stopped := false
 	tb := &Broker{

@@ -1,0 +1,158 @@
+package broker
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// flowHook keeps QoS 1 messages from being dropped for a slow or absent
+// durable subscriber (the cloud's ingest bridge). Mochi holds at most
+// MaximumInflight unacknowledged messages per client, and drops the next
+// ones for that client ("client store quota reached"). So before a QoS 1
+// message fans out, this hook waits while any durable subscriber holds half
+// its quota or more: the publisher's PUBACK waits with it, its session's
+// receive window fills, and the publisher slows to the subscriber's pace —
+// backpressure in place of loss. The margin absorbs the messages of
+// publishers that passed the check at the same moment.
+//
+// Durable subscribers are the clients whose subscriptions take every
+// device's messages (a wildcard or shared filter) and whom the broker
+// trusts to keep up: services with the ingest or operator scope (every
+// client when the broker allows all). A person's browser or a device never
+// slows the others down; a slow one of those loses what overflows its own
+// quota, counted in trackgate_broker_messages_dropped.
+type flowHook struct {
+	mqtt.HookBase
+	ctx     context.Context // ends when the broker stops: waiting ends too
+	clients *mqtt.Clients
+	high    int                        // inflight messages at which publishers wait
+	trusted func(cl *mqtt.Client) bool // may this client be a durable subscriber?
+	waited  prometheus.Counter         // publishes that had to wait
+
+	mu      sync.RWMutex
+	durable map[string]int // client id → its wildcard subscriptions
+}
+
+func newFlowHook(ctx context.Context, clients *mqtt.Clients, maxInflight uint16, trusted func(*mqtt.Client) bool, waited prometheus.Counter) *flowHook {
+	return &flowHook{ctx: ctx, clients: clients, high: max(int(maxInflight)/2, 1), trusted: trusted, waited: waited,
+		durable: map[string]int{}}
+}
+
+// ID names the hook.
+func (h *flowHook) ID() string { return "flow-control" }
+
+// Provides says which events the hook handles.
+func (h *flowHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnClientExpired, mqtt.OnDisconnect:
+		return true
+	}
+	return false
+}
+
+// fanIn reports whether a filter takes messages of every device.
+func fanIn(filter string) bool {
+	return strings.HasPrefix(filter, "$share/") || strings.ContainsAny(filter, "+#")
+}
+
+// OnSubscribed records a trusted client's fan-in subscriptions.
+func (h *flowHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if cl.Net.Inline || !h.trusted(cl) {
+		return
+	}
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] < 0x80 && fanIn(f.Filter) {
+			h.mu.Lock()
+			h.durable[cl.ID]++
+			h.mu.Unlock()
+		}
+	}
+}
+
+// OnUnsubscribed forgets the client's fan-in subscriptions it dropped.
+func (h *flowHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	for _, f := range pk.Filters {
+		if fanIn(f.Filter) {
+			h.mu.Lock()
+			if h.durable[cl.ID]--; h.durable[cl.ID] <= 0 {
+				delete(h.durable, cl.ID)
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+// OnDisconnect forgets a client whose session ends with its connection.
+func (h *flowHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if expire && !cl.IsTakenOver() {
+		h.forget(cl.ID)
+	}
+}
+
+// OnClientExpired forgets a session that expired.
+func (h *flowHook) OnClientExpired(cl *mqtt.Client) { h.forget(cl.ID) }
+
+func (h *flowHook) forget(id string) {
+	h.mu.Lock()
+	delete(h.durable, id)
+	h.mu.Unlock()
+}
+
+// restore records the fan-in subscriptions of sessions loaded from the
+// store, which Mochi restores without OnSubscribed.
+func (h *flowHook) restore() {
+	for _, cl := range h.clients.GetAll() {
+		for f := range cl.State.Subscriptions.GetAll() {
+			if fanIn(f) {
+				h.mu.Lock()
+				h.durable[cl.ID]++
+				h.mu.Unlock()
+			}
+		}
+	}
+}
+
+// congested reports whether a durable subscriber holds high messages or
+// more.
+func (h *flowHook) congested() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for id := range h.durable {
+		if cl, ok := h.clients.Get(id); ok && cl.State.Inflight.Len() >= h.high {
+			return true
+		}
+	}
+	return false
+}
+
+// flowPoll is how often a waiting publish looks again.
+const flowPoll = 2 * time.Millisecond
+
+// OnPublish waits, before a QoS 1 or 2 message fans out, until no durable
+// subscriber is congested. A publisher that disconnects meanwhile has its
+// message dropped unacknowledged: it sends it again on its next connection.
+func (h *flowHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Qos == 0 || !h.congested() {
+		return pk, nil
+	}
+	h.waited.Inc()
+	t := time.NewTicker(flowPoll)
+	defer t.Stop()
+	for h.congested() {
+		select {
+		case <-h.ctx.Done():
+			return pk, packets.ErrRejectPacket
+		case <-t.C:
+		}
+		if !cl.Net.Inline && cl.Closed() {
+			return pk, packets.ErrRejectPacket
+		}
+	}
+	return pk, nil
+}

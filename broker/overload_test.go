@@ -1,0 +1,138 @@
+package broker_test
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"trackgate/broker"
+)
+
+// TestSlowSubscriberLosesNothing publishes 100,000 QoS 1 positions from four
+// devices to an ingest subscriber that acknowledges nothing for two seconds
+// and then slowly: the broker holds the publishers back instead of dropping
+// what overflows the subscriber's quota, and every position arrives. The
+// quota is small (1,000) so that it is reached at once.
+func TestSlowSubscriberLosesNothing(t *testing.T) {
+	const (
+		devices = 4
+		each    = 25000
+		total   = devices * each
+	)
+	iss := newIssuer(t)
+	reg := prometheus.NewRegistry()
+	b := startBroker(t, iss, func(c *broker.Config) { c.MaxInflight, c.Registerer = 1000, reg })
+
+	var (
+		mu   sync.Mutex
+		seen = make(map[string]bool, total)
+	)
+	acks := make(chan paho.Message, total)
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(b.TCPURL).SetClientID("svc:cloud/ingest").
+		SetUsername("svc:cloud").SetPassword(iss.sign(t, iss.claims("svc:cloud", broker.ScopeIngest))).
+		SetCleanSession(false).SetAutoAckDisabled(true).SetOrderMatters(false).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			mu.Lock()
+			seen[m.Topic()+" "+string(m.Payload())] = true
+			mu.Unlock()
+			acks <- m
+		}))
+	waitToken(t, "connect the subscriber", sub.Connect())
+	defer sub.Disconnect(250)
+	waitToken(t, "subscribe", sub.Subscribe("$share/cloud/devices/+/positions", 1, nil))
+	// The slow subscriber: nothing for two seconds, then about 20,000
+	// acknowledgements a second at most.
+	go func() {
+		time.Sleep(2 * time.Second)
+		n := 0
+		for m := range acks {
+			m.Ack()
+			if n++; n%20 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+
+	base := time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Second)
+	var published atomic.Int64
+	var wg sync.WaitGroup
+	for d := range devices {
+		id := fmt.Sprintf("van-%d", d)
+		pub := paho.NewClient(paho.NewClientOptions().AddBroker(b.TCPURL).SetClientID(id).SetUsername(id).
+			SetPassword(iss.deviceToken(t, id)).SetWriteTimeout(time.Minute))
+		waitToken(t, "connect "+id, pub.Connect())
+		defer pub.Disconnect(250)
+		wg.Go(func() {
+			toks := make([]paho.Token, 0, 512)
+			for i := range each {
+				payload := fmt.Sprintf(`{"time":%q,"lat":52.1,"lon":4.2}`, base.Add(time.Duration(i)*time.Second).Format(time.RFC3339))
+				toks = append(toks, pub.Publish("devices/"+id+"/positions", 1, false, payload))
+				if len(toks) == cap(toks) || i == each-1 {
+					for _, tok := range toks {
+						if !tok.WaitTimeout(time.Minute) || tok.Error() != nil {
+							t.Errorf("%s: publish: %v", id, tok.Error())
+							return
+						}
+					}
+					published.Add(int64(len(toks)))
+					toks = toks[:0]
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if published.Load() != total {
+		t.Fatalf("published %d of %d", published.Load(), total)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the subscriber got %d of %d positions", n, total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if held := testutil.ToFloat64(counter(t, reg, "trackgate_broker_publishes_held_total")); held == 0 {
+		t.Error("no publish was held back: the subscriber was never slow enough to test anything")
+	}
+	if dropped := testutil.ToFloat64(counter(t, reg, "trackgate_broker_messages_dropped")); dropped != 0 {
+		t.Errorf("the broker dropped %v messages", dropped)
+	}
+}
+
+// counter finds a metric by name in reg.
+func counter(t testing.TB, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	return gathered{reg, name}
+}
+
+// gathered is one metric of a registry, as a Collector testutil can read.
+type gathered struct {
+	reg  *prometheus.Registry
+	name string
+}
+
+func (g gathered) Describe(chan<- *prometheus.Desc) {}
+
+func (g gathered) Collect(ch chan<- prometheus.Metric) {
+	mfs, _ := g.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == g.name {
+			for _, m := range mf.GetMetric() {
+				v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(g.name, "", nil, nil), prometheus.UntypedValue, v)
+			}
+		}
+	}
+}
