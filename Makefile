@@ -27,8 +27,9 @@ build: ## build every command into bin/
 tools: ## install the pinned influxd and staticcheck into .tools/bin and mosquitto-clients (idempotent)
 	@scripts/tools.sh
 
-bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, ingest and end-to-end throughput
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v -e /cloud$$ -e /cloud/ingest$$ -e /gateway$$ -e /hw/receiver$$)
+bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, broker connections and QoS 1 throughput, ingest and end-to-end throughput
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v -e /cloud$$ -e /cloud/ingest$$ -e /gateway$$ -e /hw/receiver$$ -e /broker/cmd/broker$$)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./broker/cmd/broker 2>/dev/null
 	$(GO) test -run '^$$' -bench Pipeline -benchmem -benchtime 3s -cpu 1 -count=1 ./hw/receiver
 	$(GO) test -run '^$$' -bench FixLatency -benchtime 1000x -count=1 ./gateway
 	$(GO) test -run '^TestUnplugReplug$$' -v -count=1 ./gateway | grep resumed

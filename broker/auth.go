@@ -192,6 +192,9 @@ func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (*principal,
 		if !p.mayPublish(w.TopicName) {
 			return nil, notAuthorized(refuseWill, "will topic "+w.TopicName+" not allowed")
 		}
+		if level, ok := p.ownTracks(w.TopicName); ok && level != "" {
+			return nil, notAuthorized(refuseWill, "an OwnTracks will belongs on the location topic, not "+w.TopicName)
+		}
 		if _, perr := checkPayload(w.TopicName, w.Payload, time.Now()); perr != nil {
 			return nil, notAuthorized(refuseWill, "will payload: "+perr.Error())
 		}

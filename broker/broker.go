@@ -27,6 +27,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"trackgate/internal/server"
@@ -61,7 +62,10 @@ type Config struct {
 	InsecureAllowAll bool
 	// MaxInflight is how many QoS 1 and 2 messages the broker holds per client
 	// while they wait for an acknowledgement; default and maximum 65535. A
-	// subscriber that falls further behind loses messages, so it is set high.
+	// durable subscriber (the ingest bridge) is never let fall behind by
+	// more than half of it, or of the 8192-message write queue: publishers
+	// are held back instead. Any other subscriber that falls further behind
+	// loses what overflows, counted.
 	MaxInflight uint16
 	// MaxPacketSize is the largest MQTT packet accepted, in bytes; a client
 	// sending a larger one is disconnected. Default 1 MiB: far above the
@@ -242,7 +246,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	if err := srv.AddHook(hook, nil); err != nil {
 		return fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	flow := newFlowHook(ctx, srv.Clients, b.cfg.MaxInflight, trusted, b.m.publishesHeld)
+	flow := newFlowHook(ctx, srv.Clients, min(int(b.cfg.MaxInflight), writesPending), trusted, b.m.publishesHeld)
 	if err := srv.AddHook(flow, nil); err != nil {
 		return fmt.Errorf("broker: add flow control hook: %w", err)
 	}
@@ -325,11 +329,41 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.mu.Lock()
 	b.srv = nil
 	b.mu.Unlock()
+	b.disconnectAll(srv, closeOpened)
 	if err := srv.Close(); err != nil {
 		return fmt.Errorf("broker: close: %w", err)
 	}
 	return nil
 }
+
+// disconnectAll stops accepting connections, disconnects every client and
+// waits, up to drainTimeout, for their connections to end. Mochi's Close
+// would do it listener by listener, but it can deadlock when a client of a
+// listener already closed is being removed at that moment (Mochi issue
+// 488); with no client left, it cannot.
+func (b *Broker) disconnectAll(srv *mqtt.Server, closeListeners func()) {
+	closeListeners()
+	for _, cl := range srv.Clients.GetAll() {
+		if !cl.Net.Inline && !cl.Closed() {
+			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		srv.Listeners.ClientsWg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(drainTimeout):
+		b.log.Warn("broker stopping with connections still closing")
+	}
+}
+
+// writesPending is how many messages may wait to be written to one client;
+// one more is dropped. The flow control keeps a durable subscriber's
+// backlog at half of it.
+const writesPending = 8192
 
 // drainTimeout bounds how long a stopping broker waits for connected clients
 // to acknowledge what it sent them.
@@ -362,7 +396,7 @@ func (b *Broker) drain(srv *mqtt.Server) {
 func (b *Broker) capabilities() *mqtt.Capabilities {
 	c := mqtt.NewDefaultServerCapabilities()
 	c.MaximumInflight = b.cfg.MaxInflight
-	c.MaximumClientWritesPending = int32(b.cfg.MaxInflight)
+	c.MaximumClientWritesPending = writesPending
 	c.MaximumPacketSize = b.cfg.MaxPacketSize
 	// A QoS 1 message waits in an offline persistent session (the ingest
 	// bridge's) however long it is away: nothing accepted expires.

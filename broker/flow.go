@@ -14,7 +14,8 @@ import (
 // flowHook keeps QoS 1 messages from being dropped for a slow or absent
 // durable subscriber (the cloud's ingest bridge). Mochi holds at most
 // MaximumInflight unacknowledged messages per client, and drops the next
-// ones for that client ("client store quota reached"). So before a QoS 1
+// ones for that client ("client store quota reached"), as it drops those
+// that find the client's write queue (MaximumClientWritesPending) full. So before a QoS 1
 // message fans out, this hook waits while any durable subscriber holds half
 // its quota or more: the publisher's PUBACK waits with it, its session's
 // receive window fills, and the publisher slows to the subscriber's pace —
@@ -39,8 +40,10 @@ type flowHook struct {
 	durable map[string]int // client id → its wildcard subscriptions
 }
 
-func newFlowHook(ctx context.Context, clients *mqtt.Clients, maxInflight uint16, trusted func(*mqtt.Client) bool, waited prometheus.Counter) *flowHook {
-	return &flowHook{ctx: ctx, clients: clients, high: max(int(maxInflight)/2, 1), trusted: trusted, waited: waited,
+// newFlowHook returns the hook for subscribers that hold at most quota
+// messages.
+func newFlowHook(ctx context.Context, clients *mqtt.Clients, quota int, trusted func(*mqtt.Client) bool, waited prometheus.Counter) *flowHook {
+	return &flowHook{ctx: ctx, clients: clients, high: max(quota/2, 1), trusted: trusted, waited: waited,
 		durable: map[string]int{}}
 }
 

@@ -43,7 +43,6 @@ type Message struct {
 // are decoded as float64 whatever the app sent (integers on iOS, sometimes
 // decimals on Android).
 type location struct {
-	Type string   `json:"_type"`
 	Lat  *float64 `json:"lat"`
 	Lon  *float64 `json:"lon"`
 	Tst  *float64 `json:"tst"`  // epoch seconds of the fix
@@ -63,21 +62,33 @@ func Decode(payload []byte, now time.Time) (*Message, error) {
 	if len(payload) > position.MaxPayload {
 		return nil, fmt.Errorf("owntracks: payload of %d bytes, more than %d", len(payload), position.MaxPayload)
 	}
-	var l location
-	if err := json.Unmarshal(payload, &l); err != nil {
+	// The type first: other types (a waypoint's tst is a string) are not
+	// read further.
+	var head struct {
+		Type string `json:"_type"`
+	}
+	if err := json.Unmarshal(payload, &head); err != nil {
 		return nil, fmt.Errorf("owntracks: %w", err)
 	}
-	m := &Message{Type: l.Type}
-	switch l.Type {
+	m := &Message{Type: head.Type}
+	switch head.Type {
 	case "":
 		return nil, errors.New("owntracks: no _type")
 	case TypeEncrypted:
 		return nil, ErrEncrypted
 	case TypeLWT:
-		if l.Tst != nil && validEpoch(*l.Tst) {
-			m.Time = epoch(*l.Tst)
+		var l struct {
+			Tst any `json:"tst"`
+		}
+		_ = json.Unmarshal(payload, &l)
+		if tst, ok := l.Tst.(float64); ok && validEpoch(tst) {
+			m.Time = epoch(tst)
 		}
 	case TypeLocation:
+		var l location
+		if err := json.Unmarshal(payload, &l); err != nil {
+			return nil, fmt.Errorf("owntracks: location: %w", err)
+		}
 		p, err := l.position(now)
 		if err != nil {
 			return nil, err
