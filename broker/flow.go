@@ -25,7 +25,8 @@ import (
 // Durable subscribers are the clients whose subscriptions take every
 // device's messages (a wildcard or shared filter) and whom the broker
 // trusts to keep up: services with the ingest or operator scope (every
-// client when the broker allows all). A person's browser or a device never
+// client when the broker allows all), while connected or away for less
+// than abandonAfter. A person's browser or a device never
 // slows the others down; a slow one of those loses what overflows its own
 // quota, counted in trackgate_broker_messages_dropped.
 type flowHook struct {
@@ -121,13 +122,24 @@ func (h *flowHook) restore() {
 	}
 }
 
-// congested reports whether a durable subscriber holds high messages or
-// more.
+// abandonAfter is how long a durable subscriber may be away and still
+// hold publishers back: long enough for the cloud to restart, short
+// enough that an operator's forgotten persistent session does not stall
+// the broker. A session away longer keeps messages up to its quota, then
+// loses the next ones, counted.
+const abandonAfter = 5 * time.Minute
+
+// congested reports whether a durable subscriber, connected or away for
+// less than abandonAfter, holds high messages or more.
 func (h *flowHook) congested() bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for id := range h.durable {
-		if cl, ok := h.clients.Get(id); ok && cl.State.Inflight.Len() >= h.high {
+		cl, ok := h.clients.Get(id)
+		if !ok || cl.State.Inflight.Len() < h.high {
+			continue
+		}
+		if !cl.Closed() || time.Since(time.Unix(cl.StopTime(), 0)) < abandonAfter {
 			return true
 		}
 	}

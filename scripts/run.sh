@@ -107,12 +107,11 @@ if [ ! -s "$VAR/demo-password" ]; then
 	"$root/bin/cloud" user add demo --data "$VAR/cloud" --issuer "$ISSUER" <"$VAR/demo-password" 2>/dev/null ||
 		"$root/bin/cloud" user passwd demo --data "$VAR/cloud" --issuer "$ISSUER" <"$VAR/demo-password"
 fi
-# A phone of the demo user's, with its device token (made once, mode 0600).
-if [ ! -s "$VAR/demo-phone.token" ]; then
-	"$root/bin/cloud" device rm demo-phone --data "$VAR/cloud" --issuer "$ISSUER" >/dev/null 2>&1 || true
-	(umask 077 && "$root/bin/cloud" device add --owner demo --name "demo phone" demo-phone \
-		--data "$VAR/cloud" --issuer "$ISSUER" >"$VAR/demo-phone.token")
-fi
+# A phone of the demo user's, with a fresh device token each run (mode 0600;
+# the previous one is revoked).
+"$root/bin/cloud" device rm demo-phone --data "$VAR/cloud" --issuer "$ISSUER" >/dev/null 2>&1 || true
+(umask 077 && "$root/bin/cloud" device add --owner demo --name "demo phone" demo-phone \
+	--data "$VAR/cloud" --issuer "$ISSUER" >"$VAR/demo-phone.token" 2>/dev/null)
 start cloud "$root/bin/cloud" serve --http "127.0.0.1:$HTTP_PORT" --issuer "$ISSUER" --data "$VAR/cloud" \
 	--mqtt "tcp://127.0.0.1:$MQTT_PORT" --influx-url "$INFLUX_URL" --influx-bucket "${TRACKGATE_INFLUX_BUCKET:-trackgate}"
 wait_for cloud "$ISSUER/healthz"
