@@ -116,6 +116,7 @@ func (p *principal) mayPublish(t string) bool {
 		if _, kind, err := topic.Parse(t); err == nil && kind == topic.Commands {
 			return true
 		}
+		return t == topic.Revocations
 	}
 	return false
 }

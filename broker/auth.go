@@ -54,6 +54,9 @@ type authHook struct {
 	log      *slog.Logger
 	m        *metrics
 	logLimit *rate.Limiter // denial logs; every denial is counted
+	// refreshRevocations, if set, fetches the revocation list now: a
+	// service published on topic.Revocations.
+	refreshRevocations func()
 
 	clients sync.Map // *mqtt.Client → *session
 

@@ -92,9 +92,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// RevocationSource reports revoked tokens: *token.Revocations is one.
+// RevocationSource reports revoked tokens, and fetches the list again when
+// asked: *token.Revocations is one.
 type RevocationSource interface {
 	OnRevoke(func(jtis []string))
+	Refresh()
 }
 
 // Broker is an embedded MQTT broker. Create it with New and start it with Run.
@@ -235,6 +237,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		ah := newAuthHook(srv, b.cfg.Verifier, b.log, b.m)
 		if b.cfg.Revocations != nil {
 			b.cfg.Revocations.OnRevoke(ah.Revoke)
+			ah.refreshRevocations = b.cfg.Revocations.Refresh
 		}
 		trusted = ah.durable
 		go sweepEvery(ctx, time.Minute, ah.sweep)

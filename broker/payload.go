@@ -110,6 +110,12 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if cl.Net.Inline {
 		return pk, nil
 	}
+	if pk.TopicName == topic.Revocations { // the ACL let only services publish it
+		if h.refreshRevocations != nil {
+			h.refreshRevocations()
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
 	now := time.Now()
 	if strings.HasPrefix(pk.TopicName, "owntracks/") {
 		return h.ownTracks(cl, pk, now)

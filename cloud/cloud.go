@@ -200,7 +200,9 @@ func (c *Cloud) HTTP() *server.Server { return c.http }
 // what it holds, the HTTP server finishes its requests.
 func (c *Cloud) Run(ctx context.Context) error {
 	defer c.influx.Close()
-	a, st, err := OpenAuth(ctx, c.cfg.Data, c.cfg.Auth)
+	authCfg := c.cfg.Auth
+	authCfg.OnRevoke = c.bridge.NotifyRevocations
+	a, st, err := OpenAuth(ctx, c.cfg.Data, authCfg)
 	if err != nil {
 		return fmt.Errorf("cloud: %w", err)
 	}

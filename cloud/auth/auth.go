@@ -42,6 +42,10 @@ const ScopeDevice = "device"
 type Config struct {
 	// Issuer is the server's URL, the iss of every token.
 	Issuer string
+	// OnRevoke, if set, is called after the server revoked a token a
+	// broker may hold (a device's, or an access token at /revoke), so that
+	// brokers can be told to fetch the revocation list at once.
+	OnRevoke func()
 	// DeviceTokenTTL is the lifetime of device tokens (default 365 days):
 	// long, for apps that cannot refresh, and revocable.
 	DeviceTokenTTL time.Duration
@@ -339,7 +343,18 @@ var errDeviceID = errors.New("bad device id")
 
 // RemoveDevice deletes a device and revokes its token.
 func (s *Server) RemoveDevice(ctx context.Context, id string) error {
-	return s.st.DeleteDevice(ctx, id, time.Now().Add(s.cfg.DeviceTokenTTL))
+	if err := s.st.DeleteDevice(ctx, id, time.Now().Add(s.cfg.DeviceTokenTTL)); err != nil {
+		return err
+	}
+	s.revoked()
+	return nil
+}
+
+// revoked tells OnRevoke, if set, that a token was revoked.
+func (s *Server) revoked() {
+	if s.cfg.OnRevoke != nil {
+		s.cfg.OnRevoke()
+	}
 }
 
 // BrokerToken signs a broker token for one of the cloud's own services

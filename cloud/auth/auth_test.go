@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,10 +23,11 @@ import (
 )
 
 type fixture struct {
-	srv  *Server
-	st   *store.Store
-	dir  string
-	http *httptest.Server
+	srv         *Server
+	st          *store.Store
+	dir         string
+	http        *httptest.Server
+	revokeCalls atomic.Int64 // calls of Config.OnRevoke
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -41,7 +44,8 @@ func newFixture(t *testing.T) *fixture {
 		f.srv.Handler().ServeHTTP(w, r)
 	}))
 	t.Cleanup(f.http.Close)
-	f.srv, err = New(ctx, Config{Issuer: f.http.URL, Logger: slog.New(slog.DiscardHandler)}, st, dir)
+	f.srv, err = New(ctx, Config{Issuer: f.http.URL, Logger: slog.New(slog.DiscardHandler),
+		OnRevoke: func() { f.revokeCalls.Add(1) }}, st, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,5 +272,36 @@ func TestItem61KeyRotation(t *testing.T) {
 	os.Chmod(filepath.Join(f.dir, "keys", old.ID+".pem"), 0o644)
 	if _, err := OpenKeyRing(ctx, f.st, f.dir, time.Hour); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("world-readable key accepted: %v", err)
+	}
+}
+
+// TestOnRevokeTellsBrokers: removing a device and revoking an access token
+// at /revoke call OnRevoke (the cloud then asks its broker to fetch the
+// revocation list at once); a failed removal does not.
+func TestOnRevokeTellsBrokers(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.srv.AddUser(ctx, "ann", userPassword); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.srv.AddDevice(ctx, "ann", "van-1", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.RemoveDevice(ctx, "van-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.revokeCalls.Load(); got != 1 {
+		t.Fatalf("after removing a device: %d calls, want 1", got)
+	}
+	if err := f.srv.RemoveDevice(ctx, "van-1"); err == nil {
+		t.Fatal("removing a removed device succeeded")
+	}
+	id, secret := f.service(t, "svc", "ingest")
+	tok := f.ccToken(t, id, secret, "ingest")
+	if status, _, _ := f.post(t, "/revoke", url.Values{"token": {tok}}, id, secret); status != 200 {
+		t.Fatalf("revoke: %d", status)
+	}
+	if got := f.revokeCalls.Load(); got != 2 {
+		t.Fatalf("after /revoke: %d calls, want 2", got)
 	}
 }

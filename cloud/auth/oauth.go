@@ -385,7 +385,9 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if c, verr := s.verifyOwn(r.Context(), raw); verr == nil {
 		if owner = c.ClientID; owner == client.ID {
-			err = s.st.Revoke(r.Context(), c.ID, c.ExpiresAt.Time)
+			if err = s.st.Revoke(r.Context(), c.ID, c.ExpiresAt.Time); err == nil {
+				s.revoked()
+			}
 		}
 	} else if rt := s.knownRefresh(r.Context(), raw); rt != nil && rt.Grant.RevokedAt == nil {
 		// A rotated token too: its grant goes.

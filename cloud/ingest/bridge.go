@@ -62,6 +62,16 @@ func NewBridge(mq MQTTConfig, cfg Config, w Writer, m *Metrics) (*Bridge, error)
 	return b, nil
 }
 
+// NotifyRevocations asks the broker to fetch the issuer's revocation list
+// now (a QoS 1 message on topic.Revocations), so that a revoked device is
+// disconnected at once rather than at the broker's next poll. It does not
+// wait; without a connection it does nothing (the poll remains).
+func (b *Bridge) NotifyRevocations() {
+	if b.client.IsConnectionOpen() {
+		b.client.Publish(topic.Revocations, 1, false, []byte{})
+	}
+}
+
 // Connected reports whether the bridge has a live connection to the broker.
 func (b *Bridge) Connected() bool {
 	return b.client != nil && b.client.IsConnectionOpen()

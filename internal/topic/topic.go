@@ -20,6 +20,11 @@ const (
 // so that several instances split the positions between them.
 const SharedPositions = "$share/cloud/devices/+/positions"
 
+// Revocations is the topic on which a service (the cloud) tells a broker
+// that tokens were revoked: the broker fetches the issuer's revocation list
+// at once. The message is consumed by the broker, never delivered.
+const Revocations = "trackgate/revocations"
+
 // MaxDeviceLen is the longest device id, in bytes.
 const MaxDeviceLen = 64
 
