@@ -129,6 +129,17 @@ func (h *flowHook) restore() {
 // loses the next ones, counted.
 const abandonAfter = 5 * time.Minute
 
+// isDurable reports whether cl is a durable subscriber.
+func (h *flowHook) isDurable(cl *mqtt.Client) bool {
+	if cl.Net.Inline {
+		return false
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	_, ok := h.durable[cl.ID]
+	return ok
+}
+
 // congested reports whether a durable subscriber, connected or away for
 // less than abandonAfter, holds high messages or more.
 func (h *flowHook) congested() bool {
@@ -150,10 +161,11 @@ func (h *flowHook) congested() bool {
 const flowPoll = 2 * time.Millisecond
 
 // OnPublish waits, before a QoS 1 or 2 message fans out, until no durable
-// subscriber is congested. A publisher that disconnects meanwhile has its
+// subscriber is congested. A durable subscriber's own publishes never wait:
+// its connection also carries the acknowledgements that would end the wait. A publisher that disconnects meanwhile has its
 // message dropped unacknowledged: it sends it again on its next connection.
 func (h *flowHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Qos == 0 || !h.congested() {
+	if pk.FixedHeader.Qos == 0 || h.isDurable(cl) || !h.congested() {
 		return pk, nil
 	}
 	h.waited.Inc()

@@ -63,12 +63,16 @@ func NewBridge(mq MQTTConfig, cfg Config, w Writer, m *Metrics) (*Bridge, error)
 }
 
 // NotifyRevocations asks the broker to fetch the issuer's revocation list
-// now (a QoS 1 message on topic.Revocations), so that a revoked device is
+// now (a message on topic.Revocations), so that a revoked device is
 // disconnected at once rather than at the broker's next poll. It does not
-// wait; without a connection it does nothing (the poll remains).
+// wait; without a connection it does nothing (the poll remains). The
+// message is QoS 0: a QoS 1 publish's packet id could be one the broker
+// uses for a message in flight to the bridge, and Mochi keeps both
+// directions' ids in one map, so that message would lose its place in the
+// session.
 func (b *Bridge) NotifyRevocations() {
 	if b.client.IsConnectionOpen() {
-		b.client.Publish(topic.Revocations, 1, false, []byte{})
+		b.client.Publish(topic.Revocations, 0, false, []byte{})
 	}
 }
 
