@@ -249,7 +249,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	if err := srv.AddHook(hook, nil); err != nil {
 		return fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	flow := newFlowHook(ctx, srv.Clients, min(int(b.cfg.MaxInflight), writesPending), trusted, b.m.publishesHeld)
+	flow := newFlowHook(ctx, srv.Clients, int(b.cfg.MaxInflight), writesPending, trusted, b.m.publishesHeld)
 	if err := srv.AddHook(flow, nil); err != nil {
 		return fmt.Errorf("broker: add flow control hook: %w", err)
 	}

@@ -2,9 +2,12 @@ package broker
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -17,7 +20,8 @@ import (
 // ones for that client ("client store quota reached"), as it drops those
 // that find the client's write queue (MaximumClientWritesPending) full. So before a QoS 1
 // message fans out, this hook waits while any durable subscriber holds half
-// its quota or more: the publisher's PUBACK waits with it, its session's
+// its quota or more in flight, or has half its write queue or more waiting
+// to be written: the publisher's PUBACK waits with it, its session's
 // receive window fills, and the publisher slows to the subscriber's pace —
 // backpressure in place of loss. The margin absorbs the messages of
 // publishers that passed the check at the same moment.
@@ -31,20 +35,23 @@ import (
 // quota, counted in trackgate_broker_messages_dropped.
 type flowHook struct {
 	mqtt.HookBase
-	ctx     context.Context // ends when the broker stops: waiting ends too
-	clients *mqtt.Clients
-	high    int                        // inflight messages at which publishers wait
-	trusted func(cl *mqtt.Client) bool // may this client be a durable subscriber?
-	waited  prometheus.Counter         // publishes that had to wait
+	ctx       context.Context // ends when the broker stops: waiting ends too
+	clients   *mqtt.Clients
+	high      int                        // messages in flight to a subscriber at which publishers wait
+	highQueue int32                      // messages waiting in a connected subscriber's write queue at which publishers wait
+	trusted   func(cl *mqtt.Client) bool // may this client be a durable subscriber?
+	waited    prometheus.Counter         // publishes that had to wait
 
 	mu      sync.RWMutex
 	durable map[string]int // client id → its wildcard subscriptions
 }
 
 // newFlowHook returns the hook for subscribers that hold at most quota
-// messages.
-func newFlowHook(ctx context.Context, clients *mqtt.Clients, quota int, trusted func(*mqtt.Client) bool, waited prometheus.Counter) *flowHook {
-	return &flowHook{ctx: ctx, clients: clients, high: max(quota/2, 1), trusted: trusted, waited: waited,
+// messages in flight, and have at most writeQueue waiting to be written
+// while connected.
+func newFlowHook(ctx context.Context, clients *mqtt.Clients, quota, writeQueue int, trusted func(*mqtt.Client) bool, waited prometheus.Counter) *flowHook {
+	return &flowHook{ctx: ctx, clients: clients, high: max(quota/2, 1), highQueue: int32(max(writeQueue/2, 1)),
+		trusted: trusted, waited: waited,
 		durable: map[string]int{}}
 }
 
@@ -140,21 +147,49 @@ func (h *flowHook) isDurable(cl *mqtt.Client) bool {
 	return ok
 }
 
-// congested reports whether a durable subscriber, connected or away for
-// less than abandonAfter, holds high messages or more.
+// congested reports whether a durable subscriber holds too many messages:
+// half its quota in flight, or, connected, half its write queue waiting.
+// One away for abandonAfter or longer no longer counts.
 func (h *flowHook) congested() bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for id := range h.durable {
 		cl, ok := h.clients.Get(id)
-		if !ok || cl.State.Inflight.Len() < h.high {
+		if !ok {
 			continue
 		}
-		if !cl.Closed() || time.Since(time.Unix(cl.StopTime(), 0)) < abandonAfter {
+		if cl.Closed() {
+			if cl.State.Inflight.Len() >= h.high && time.Since(time.Unix(cl.StopTime(), 0)) < abandonAfter {
+				return true
+			}
+			continue
+		}
+		if cl.State.Inflight.Len() >= h.high || writesQueued(cl) >= h.highQueue {
 			return true
 		}
 	}
 	return false
+}
+
+// outboundQtyOffset is where Mochi's Client.State keeps the number of
+// messages in the client's write queue (an unexported int32 it updates
+// atomically), or -1 if this Mochi version has no such field.
+var outboundQtyOffset = func() uintptr {
+	f, ok := reflect.TypeFor[mqtt.ClientState]().FieldByName("outboundQty")
+	if !ok || f.Type.Kind() != reflect.Int32 {
+		return ^uintptr(0)
+	}
+	return f.Offset
+}()
+
+// writesQueued is the number of messages waiting in cl's write queue, which
+// Mochi does not export; 0 if it cannot be read (then only the quota
+// counts).
+func writesQueued(cl *mqtt.Client) int32 {
+	if outboundQtyOffset == ^uintptr(0) {
+		return 0
+	}
+	return atomic.LoadInt32((*int32)(unsafe.Add(unsafe.Pointer(&cl.State), outboundQtyOffset)))
 }
 
 // flowPoll is how often a waiting publish looks again.

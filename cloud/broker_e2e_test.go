@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
@@ -21,10 +19,8 @@ import (
 	"trackgate/broker/brokertest"
 	"trackgate/cloud"
 	"trackgate/cloud/auth"
-	"trackgate/cloud/influx"
 	"trackgate/cloud/ingest"
 	"trackgate/internal/position"
-	"trackgate/internal/testenv"
 	"trackgate/internal/token"
 )
 
@@ -87,52 +83,12 @@ func e2eForward(t testing.TB, ln net.Listener, target string) {
 // broker with the broker token the cloud signs for itself.
 func startAuthStack(t *testing.T) *stack {
 	t.Helper()
-	inf := testenv.StartInflux(t)
 	mqttLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{influx: inf, cfg: cloud.Config{
-		HTTP:   "127.0.0.1:0",
-		Data:   t.TempDir(),
-		Auth:   auth.Config{Issuer: "http://127.0.0.1", Logger: slog.New(slog.DiscardHandler)},
-		MQTT:   ingest.MQTTConfig{Broker: "tcp://" + mqttLn.Addr().String()},
-		Influx: influx.Config{URL: inf.URL, Bucket: inf.Database + "/autogen"},
-		Logger: slog.New(slog.DiscardHandler),
-	}}
-	store, err := influx.New(s.cfg.Influx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	s.store = store
-
-	c, err := cloud.New(s.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	var once sync.Once
-	s.stopCloud = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("cloud Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(s.stopCloud)
-	select {
-	case <-c.HTTP().Ready():
-	case err := <-done:
-		t.Fatalf("cloud stopped: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("cloud HTTP not ready after 10 s")
-	}
-	s.httpURL = "http://" + c.HTTP().Addr().String()
-
+	s := newStack(t, ingest.Config{}, "tcp://"+mqttLn.Addr().String())
+	s.stopCloud = s.launchCloud(t)
 	s.broker = brokertest.Start(t, broker.Config{Auth: broker.AuthConfig{
 		Issuer:              s.cfg.Auth.Issuer,
 		JWKS:                s.httpURL + "/.well-known/jwks.json",
@@ -141,20 +97,7 @@ func startAuthStack(t *testing.T) *stack {
 		Data:                t.TempDir(),
 	}})
 	e2eForward(t, mqttLn, s.broker.Addr(broker.ListenerTCP).String())
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(s.httpURL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the cloud is not ready (its ingest bridge not connected to the authenticating broker?) after 15 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.waitReady(t)
 	return s
 }
 

@@ -44,13 +44,23 @@ type stack struct {
 
 func startStack(t testing.TB, ing ingest.Config) *stack {
 	t.Helper()
-	inf := testenv.StartInflux(t)
 	b := brokertest.Start(t, broker.Config{})
-	s := &stack{influx: inf, broker: b, cfg: cloud.Config{
+	s := newStack(t, ing, b.TCPURL)
+	s.broker = b
+	s.stopCloud = s.startCloud(t)
+	return s
+}
+
+// newStack starts influxd and configures (without starting) a cloud that
+// takes positions from the broker at brokerURL.
+func newStack(t testing.TB, ing ingest.Config, brokerURL string) *stack {
+	t.Helper()
+	inf := testenv.StartInflux(t)
+	s := &stack{influx: inf, cfg: cloud.Config{
 		HTTP:   "127.0.0.1:0",
 		Data:   t.TempDir(),
 		Auth:   auth.Config{Issuer: "http://127.0.0.1"},
-		MQTT:   ingest.MQTTConfig{Broker: b.TCPURL},
+		MQTT:   ingest.MQTTConfig{Broker: brokerURL},
 		Influx: influx.Config{URL: inf.URL, Bucket: inf.Database + "/autogen"},
 		Ingest: ing,
 		Logger: slog.New(slog.DiscardHandler),
@@ -61,13 +71,23 @@ func startStack(t testing.TB, ing ingest.Config) *stack {
 	}
 	t.Cleanup(store.Close)
 	s.store = store
-	s.stopCloud = s.startCloud(t)
 	return s
 }
 
 // startCloud runs the cloud process until the test ends or the returned
-// function stops it (gracefully, as on SIGTERM).
+// function stops it (gracefully, as on SIGTERM), and waits until it is
+// ready.
 func (s *stack) startCloud(t testing.TB) (stop func()) {
+	t.Helper()
+	stop = s.launchCloud(t)
+	s.waitReady(t)
+	return stop
+}
+
+// launchCloud runs the cloud process until the test ends or the returned
+// function stops it, and returns once its HTTP server listens (s.httpURL
+// set), without waiting for its ingest bridge.
+func (s *stack) launchCloud(t testing.TB) (stop func()) {
 	t.Helper()
 	c, err := cloud.New(s.cfg)
 	if err != nil {
@@ -92,6 +112,13 @@ func (s *stack) startCloud(t testing.TB) (stop func()) {
 		t.Fatalf("cloud stopped: %v", err)
 	}
 	s.httpURL = "http://" + c.HTTP().Addr().String()
+	return stop
+}
+
+// waitReady waits until the cloud's /readyz answers 200: InfluxDB and the
+// broker both reachable.
+func (s *stack) waitReady(t testing.TB) {
+	t.Helper()
 	s.waitFor(t, "the cloud to be ready", func() bool {
 		resp, err := http.Get(s.httpURL + "/readyz")
 		if err != nil {
@@ -100,7 +127,6 @@ func (s *stack) startCloud(t testing.TB) (stop func()) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return stop
 }
 
 // waitFor polls cond until it holds, failing the test after a minute.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"trackgate/internal/token"
 )
 
 // User is a person who signs in.
@@ -188,11 +190,9 @@ func revoke(ctx context.Context, tx *sql.Tx, tokenID string, expires time.Time) 
 	return nil
 }
 
-// Revocation is a revoked token id, listed until the token expires.
-type Revocation struct {
-	TokenID   string    `json:"jti"`
-	ExpiresAt time.Time `json:"exp"`
-}
+// Revocation is a revoked token id, listed until the token expires: the
+// entry of the revocation list verifiers read.
+type Revocation = token.Revocation
 
 // Revocations lists the revoked tokens that have not expired yet, and
 // forgets the ones that have.
