@@ -1,6 +1,6 @@
 // Package cloud assembles trackgate's cloud process: the MQTT → InfluxDB
-// ingest bridge and the HTTP server with its health, readiness and metrics
-// endpoints. The auth server, the track API and the website join it here.
+// ingest bridge, the authorization server, the tracks and their REST API,
+// and the HTTP server with its health, readiness and metrics endpoints.
 package cloud
 
 import (
@@ -20,11 +20,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"trackgate/cloud/api"
 	"trackgate/cloud/auth"
 	"trackgate/cloud/influx"
 	"trackgate/cloud/ingest"
 	"trackgate/cloud/store"
+	"trackgate/cloud/tracks"
 	"trackgate/internal/server"
+	"trackgate/internal/topic"
 )
 
 // Config configures the cloud process.
@@ -97,7 +100,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Cloud is the cloud process. Create it with New and start it with Run.
 type Cloud struct {
 	cfg    Config
-	auth   atomic.Pointer[auth.Server] // once Run opened it
+	auth   atomic.Pointer[auth.Server]    // once Run opened it
+	tracks atomic.Pointer[tracks.Service] // once Run opened the store
 	influx *influx.Client
 	bridge *ingest.Bridge
 	http   *server.Server
@@ -120,6 +124,7 @@ func New(cfg Config) (*Cloud, error) {
 	if err := cfg.TLS.check(cfg.HTTP); err != nil {
 		return nil, fmt.Errorf("cloud: %w", err)
 	}
+	c := &Cloud{}
 	var tlsCfg *tls.Config
 	var redirect http.Handler
 	if cfg.TLS.enabled() {
@@ -129,13 +134,15 @@ func New(cfg Config) (*Cloud, error) {
 		}
 	}
 	cfg.Ingest.Logger = cfg.Logger.With("component", "ingest")
+	cfg.Ingest.OnStored = c.stored
+	cfg.MQTT.Control = c.control
 	db, err := influx.New(cfg.Influx)
 	if err != nil {
 		return nil, fmt.Errorf("cloud: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c := &Cloud{cfg: cfg, influx: db}
+	c.influx = db
 	if cfg.MQTTPasswordFile != "" {
 		pw, err := os.ReadFile(cfg.MQTTPasswordFile)
 		if err != nil {
@@ -166,8 +173,27 @@ func New(cfg Config) (*Cloud, error) {
 			}},
 		},
 	})
-	c.bridge, c.http, c.redirect = bridge, srv, redirect
+	c.cfg, c.bridge, c.http, c.redirect = cfg, bridge, srv, redirect
 	return c, nil
+}
+
+// stored files the positions the ingest bridge stored in their tracks.
+func (c *Cloud) stored(ctx context.Context, batch []ingest.Stored) {
+	if t := c.tracks.Load(); t != nil {
+		t.Record(ctx, batch)
+	}
+}
+
+// control carries out the devices' session and status messages.
+func (c *Cloud) control(ctx context.Context, device, kind string, payload []byte, at time.Time) error {
+	t := c.tracks.Load()
+	if t == nil {
+		return errors.New("the track store is not open yet")
+	}
+	if kind == topic.Session {
+		return t.Session(ctx, device, payload, at)
+	}
+	return t.Status(ctx, device, payload, at)
 }
 
 // ingestService is the service name of the broker token the cloud signs
@@ -209,9 +235,18 @@ func (c *Cloud) Run(ctx context.Context) error {
 	defer st.Close()
 	c.auth.Store(a)
 	a.Mount(c.http.Handle)
+	var rest *api.Server
+	trk := tracks.New(tracks.Config{Store: st, Points: c.influx, Logger: c.cfg.Logger.With("component", "tracks"),
+		Live: func(e tracks.Event) { rest.Publish(e) }})
+	rest = api.New(api.Config{Auth: a, Store: st, Tracks: trk, Logger: c.cfg.Logger.With("component", "api")})
+	rest.Mount(c.http.Handle)
+	c.tracks.Store(trk)
 	g, ctx := errgroup.WithContext(ctx)
+	stopLive := context.AfterFunc(ctx, rest.Close)
+	defer stopLive()
 	g.Go(func() error { return c.http.Run(ctx) })
 	g.Go(func() error { return c.bridge.Run(ctx) })
+	g.Go(func() error { return trk.Run(ctx) })
 	if c.cfg.TLS.Redirect != "" {
 		g.Go(func() error {
 			return runRedirect(ctx, c.cfg.TLS.Redirect, c.redirect, c.cfg.Logger.With("component", "http"))

@@ -78,3 +78,12 @@ if ! { command -v gpsd || [ -x /usr/sbin/gpsd ]; } >/dev/null 2>&1 || ! command 
 		as_root /etc/init.d/gpsd stop >/dev/null 2>&1 || true
 	fi
 fi
+
+# gpsbabel and ogrinfo (Debian gdal-bin): the readers that track exports are
+# checked with (GPX by gpsbabel, GeoJSON by GDAL's GeoJSON driver).
+if ! command -v gpsbabel >/dev/null 2>&1; then
+	apt_install gpsbabel
+fi
+if ! command -v ogrinfo >/dev/null 2>&1; then
+	apt_install gdal-bin
+fi

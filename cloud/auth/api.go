@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"trackgate/cloud/problem"
 	"trackgate/cloud/store"
 	"trackgate/internal/token"
 )
@@ -31,36 +32,46 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 // client's), with the challenge of RFC 6750 §3.
 func notUsers(w http.ResponseWriter, desc string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope"`)
-	apiError(w, http.StatusForbidden, "insufficient_scope", desc)
+	problem.Write(w, problem.InsufficientScope, desc, nil)
 }
 
-// apiError answers a JSON API error.
-func apiError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+// apiServerError logs err and answers a 500 problem.
+func (s *Server) apiServerError(w http.ResponseWriter, what string, err error) {
+	s.log.Error(what, "err", err)
+	problem.Write(w, problem.ServerError, "", nil)
 }
 
-// userBearer checks a user's API token with scope and returns the user.
-func (s *Server) userBearer(w http.ResponseWriter, r *http.Request, scope string) (*store.User, bool) {
+// APIUser checks the request's bearer token for a user's API call needing
+// scope and returns the user. When it fails it answers 401 or 403 as RFC
+// 6750 §3 says, with an RFC 9457 problem, and returns false.
+func (s *Server) APIUser(w http.ResponseWriter, r *http.Request, scope string) (*store.User, bool) {
+	u, _, ok := s.APICaller(w, r, scope)
+	return u, ok
+}
+
+// APICaller is APIUser that also returns the token's claims (for its
+// expiry).
+func (s *Server) APICaller(w http.ResponseWriter, r *http.Request, scope string) (*store.User, *token.Claims, bool) {
 	c, ok := s.bearer(w, r, scope)
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	name, ok := strings.CutPrefix(c.Subject, userPrefix)
 	if !ok {
 		notUsers(w, "this API needs a user's token")
-		return nil, false
+		return nil, nil, false
 	}
 	u, err := s.st.UserByName(r.Context(), name)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			apiError(w, http.StatusUnauthorized, "invalid_token", "the token's user no longer exists")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="invalid_token"`)
+			problem.Write(w, problem.InvalidToken, "the token's user no longer exists", nil)
 		} else {
-			s.log.Error("user lookup", "err", err)
-			apiError(w, http.StatusInternalServerError, "server_error", "try again")
+			s.apiServerError(w, "user lookup", err)
 		}
-		return nil, false
+		return nil, nil, false
 	}
-	return u, true
+	return u, c, true
 }
 
 // deviceJSON is a device in the API.
@@ -79,14 +90,13 @@ type deviceJSON struct {
 
 // listDevices serves GET /api/v1/devices.
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.userBearer(w, r, ScopeDevicesRead)
+	u, ok := s.APIUser(w, r, ScopeDevicesRead)
 	if !ok {
 		return
 	}
 	devs, err := s.st.Devices(r.Context(), u.ID)
 	if err != nil {
-		s.log.Error("devices", "err", err)
-		apiError(w, http.StatusInternalServerError, "server_error", "try again")
+		s.apiServerError(w, "devices", err)
 		return
 	}
 	out := []deviceJSON{}
@@ -99,7 +109,7 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 // addDevice serves POST /api/v1/devices {"id", "name"}: it registers a
 // device of the token's user and answers 201 with its device token.
 func (s *Server) addDevice(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.userBearer(w, r, ScopeDevicesWrite)
+	u, ok := s.APIUser(w, r, ScopeDevicesWrite)
 	if !ok {
 		return
 	}
@@ -107,20 +117,19 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		apiError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
+		problem.Write(w, problem.InvalidRequest, "body: "+err.Error(), nil)
 		return
 	}
 	tok, err := s.AddDevice(r.Context(), u.Name, req.ID, req.Name, req.JWK)
 	switch {
 	case errors.Is(err, store.ErrExists):
-		apiError(w, http.StatusConflict, "conflict", "device "+req.ID+" is already registered")
+		problem.Write(w, problem.Conflict, "device "+req.ID+" is already registered", nil)
 		return
 	case errors.Is(err, errDeviceID), errors.Is(err, errDeviceKey):
-		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		problem.Write(w, problem.InvalidRequest, err.Error(), nil)
 		return
 	case err != nil:
-		s.log.Error("add device", "err", err)
-		apiError(w, http.StatusInternalServerError, "server_error", "try again")
+		s.apiServerError(w, "add device", err)
 		return
 	}
 	noStore(w)
@@ -131,7 +140,7 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request) {
 // removeDevice serves DELETE /api/v1/devices/{id}: the device is forgotten
 // and its token revoked. Someone else's device is 404, as a missing one.
 func (s *Server) removeDevice(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.userBearer(w, r, ScopeDevicesWrite)
+	u, ok := s.APIUser(w, r, ScopeDevicesWrite)
 	if !ok {
 		return
 	}
@@ -145,10 +154,9 @@ func (s *Server) removeDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		apiError(w, http.StatusNotFound, "not_found", "no device "+id)
+		problem.Write(w, problem.NotFound, "no device "+id, nil)
 	case err != nil:
-		s.log.Error("remove device", "err", err)
-		apiError(w, http.StatusInternalServerError, "server_error", "try again")
+		s.apiServerError(w, "remove device", err)
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}
@@ -161,25 +169,25 @@ func (s *Server) bearer(w http.ResponseWriter, r *http.Request, scope string) (*
 	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || raw == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate"`)
-		apiError(w, http.StatusUnauthorized, "invalid_token", "a bearer token is required")
+		problem.Write(w, problem.InvalidToken, "a bearer token is required", nil)
 		return nil, false
 	}
 	c, err := s.apiVerifier.Verify(r.Context(), raw)
 	if errors.Is(err, token.ErrAudience) {
 		if _, merr := s.mqttVerifier.Verify(r.Context(), raw); merr == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope"`)
-			apiError(w, http.StatusForbidden, "insufficient_scope", "a device token is for the broker, not the API")
+			problem.Write(w, problem.InsufficientScope, "a device token is for the broker, not the API", nil)
 			return nil, false
 		}
 	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="invalid_token"`)
-		apiError(w, http.StatusUnauthorized, "invalid_token", err.Error())
+		problem.Write(w, problem.InvalidToken, err.Error(), nil)
 		return nil, false
 	}
 	if !c.HasScope(scope) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope", scope="`+scope+`"`)
-		apiError(w, http.StatusForbidden, "insufficient_scope", "needs scope "+scope)
+		problem.Write(w, problem.InsufficientScope, "needs scope "+scope, nil)
 		return nil, false
 	}
 	return c, true

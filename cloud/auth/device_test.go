@@ -540,7 +540,7 @@ func TestDevicesAPI(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, h, m := api(t, tc.method, tc.path, tc.bearer(), tc.body)
-			if status != tc.status || m["error"] != tc.err {
+			if status != tc.status || m["code"] != tc.err {
 				t.Errorf("%d %v, want %d %s", status, m, tc.status, tc.err)
 			}
 			if status == 401 || status == 403 {

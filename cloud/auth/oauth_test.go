@@ -316,7 +316,7 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 		}
 		req, _ := http.NewRequest("GET", f.http.URL+"/api/v1/devices", nil)
 		req.Header.Set("Authorization", "Bearer "+f.ccToken(t, id, secret))
-		if status, h, m := do(t, req); status != 403 || m["error"] != "insufficient_scope" || !strings.Contains(h.Get("WWW-Authenticate"), "insufficient_scope") {
+		if status, h, m := do(t, req); status != 403 || m["code"] != "insufficient_scope" || !strings.Contains(h.Get("WWW-Authenticate"), "insufficient_scope") {
 			t.Errorf("%d %v %v", status, h, m)
 		}
 	})

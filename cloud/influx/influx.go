@@ -1,7 +1,8 @@
 // Package influx is the cloud's InfluxDB store of positions: writes of
 // line-protocol batches through the v2 write API (InfluxDB 2.x and 3.x, and
-// 1.8+ through its v2 compatibility API), reachability checks, and the
-// classification of write errors into retryable and permanent.
+// 1.8+ through its v2 compatibility API), reachability checks, the
+// classification of write errors into retryable and permanent, and reading
+// and deleting a device's positions over InfluxQL (query.go).
 package influx
 
 import (
@@ -31,6 +32,8 @@ type Client struct {
 	cfg    Config
 	client influxdb2.Client
 	write  api.WriteAPIBlocking
+	hc     *http.Client  // InfluxQL queries, deletes and pings (query.go)
+	ver    serverVersion // the server's major version, asked once (query.go)
 }
 
 // New returns a Client for cfg. It does no I/O.
@@ -49,7 +52,7 @@ func New(cfg Config) (*Client, error) {
 		SetPrecision(time.Nanosecond).
 		SetUseGZip(false)
 	c := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
-	return &Client{cfg: cfg, client: c, write: c.WriteAPIBlocking(cfg.Org, cfg.Bucket)}, nil
+	return &Client{cfg: cfg, client: c, write: c.WriteAPIBlocking(cfg.Org, cfg.Bucket), hc: newHTTPClient(cfg.Timeout)}, nil
 }
 
 // Write stores a batch of newline-separated line-protocol lines with
@@ -89,7 +92,10 @@ func (c *Client) Query(ctx context.Context, flux string) (*api.QueryTableResult,
 func (c *Client) Bucket() string { return c.cfg.Bucket }
 
 // Close releases the client's idle connections.
-func (c *Client) Close() { c.client.Close() }
+func (c *Client) Close() {
+	c.client.Close()
+	c.hc.CloseIdleConnections()
+}
 
 // WriteError is a failed write, classified.
 type WriteError struct {

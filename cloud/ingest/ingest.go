@@ -50,6 +50,16 @@ type Config struct {
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
 	Now          func() time.Time // clock for validation, default time.Now
+	// OnStored, if set, is given the positions of each batch once InfluxDB
+	// accepted it, before its messages are acknowledged (so a crash in
+	// between delivers them again: OnStored must be idempotent).
+	OnStored func(ctx context.Context, batch []Stored)
+}
+
+// Stored is a position stored under its device.
+type Stored struct {
+	Device string
+	position.Position
 }
 
 func (c *Config) defaults() {
@@ -170,7 +180,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 type batch struct {
 	msgs   []Message
 	lines  []byte
-	starts []int // offset of each line in lines
+	starts []int    // offset of each line in lines
+	stored []Stored // the positions, when Config.OnStored wants them
 }
 
 func (b *batch) points() int { return len(b.starts) }
@@ -245,6 +256,9 @@ func (p *Pipeline) add(b *batch, msg Message, scratch []position.Position) (*bat
 	for i := range scratch {
 		b.starts = append(b.starts, len(b.lines))
 		b.lines = scratch[i].AppendLineProtocol(b.lines, device)
+		if p.cfg.OnStored != nil {
+			b.stored = append(b.stored, Stored{Device: device, Position: scratch[i]})
+		}
 	}
 	return b, scratch
 }
@@ -260,6 +274,9 @@ func (p *Pipeline) writeBatch(ctx context.Context, b *batch) {
 			p.release(len(b.msgs))
 			return
 		}
+		if p.cfg.OnStored != nil {
+			p.cfg.OnStored(ctx, b.stored)
+		}
 	}
 	for _, msg := range b.msgs {
 		msg.Ack()
@@ -271,7 +288,7 @@ func (p *Pipeline) writeBatch(ctx context.Context, b *batch) {
 // recycle keeps b's buffers for a later batch.
 func (p *Pipeline) recycle(b *batch) {
 	clear(b.msgs)
-	b.msgs, b.lines, b.starts = b.msgs[:0], b.lines[:0], b.starts[:0]
+	b.msgs, b.lines, b.starts, b.stored = b.msgs[:0], b.lines[:0], b.starts[:0], b.stored[:0]
 	p.free.Put(b)
 }
 

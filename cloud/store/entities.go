@@ -81,6 +81,10 @@ type Device struct {
 	Owner     string // the owner's user name (read only)
 	Name      string
 	TokenID   string // jti of the device token issued last
+	// AutoSplit, when not 0, gives the device automatic tracks: a new one
+	// after a gap in its positions longer than AutoSplit, closed after
+	// AutoSplit without positions.
+	AutoSplit time.Duration
 	CreatedAt time.Time
 }
 
@@ -98,8 +102,8 @@ func (s *Store) CreateDevice(ctx context.Context, d *Device, c *Client) error {
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO devices (id, owner_id, name, token_id, created_at) VALUES (?, ?, ?, ?, ?)`,
-			d.ID, d.OwnerID, d.Name, d.TokenID, d.CreatedAt)
+		_, err := tx.ExecContext(ctx, `INSERT INTO devices (id, owner_id, name, token_id, auto_split_s, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			d.ID, d.OwnerID, d.Name, d.TokenID, int64(d.AutoSplit/time.Second), d.CreatedAt)
 		if err != nil {
 			return fmt.Errorf("create device %q: %w", d.ID, err)
 		}
@@ -107,11 +111,13 @@ func (s *Store) CreateDevice(ctx context.Context, d *Device, c *Client) error {
 	})
 }
 
-const deviceColumns = `d.id, d.owner_id, u.name, d.name, d.token_id, d.created_at FROM devices d JOIN users u ON u.id = d.owner_id`
+const deviceColumns = `d.id, d.owner_id, u.name, d.name, d.token_id, d.auto_split_s, d.created_at FROM devices d JOIN users u ON u.id = d.owner_id`
 
 func scanDevice(r row) (*Device, error) {
 	var d Device
-	err := r.Scan(&d.ID, &d.OwnerID, &d.Owner, &d.Name, &d.TokenID, &d.CreatedAt)
+	var split int64
+	err := r.Scan(&d.ID, &d.OwnerID, &d.Owner, &d.Name, &d.TokenID, &split, &d.CreatedAt)
+	d.AutoSplit = time.Duration(split) * time.Second
 	return &d, err
 }
 

@@ -1,5 +1,5 @@
 // Package store is the cloud's SQL store: users, OAuth clients, devices,
-// signing keys and token revocations. It runs on an embedded SQLite
+// signing keys, token revocations, and tracks. It runs on an embedded SQLite
 // database (modernc.org/sqlite: pure Go, no cgo) in the cloud's data
 // directory, applying its versioned migrations at Open. The SQL is kept to
 // what PostgreSQL also runs, and consumers depend on small interfaces of
@@ -173,6 +173,35 @@ var migrations = []string{
 		expires_at TIMESTAMP NOT NULL
 	);
 	CREATE INDEX client_tokens_client ON client_tokens(client_id);`,
+	// 4: tracks (recording sessions: a device and a time span, with the
+	// state of their summary), automatic tracks per device, and each
+	// device's last position and status.
+	`ALTER TABLE devices ADD COLUMN auto_split_s INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE tracks (
+		id          TEXT PRIMARY KEY,
+		owner_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		device_id   TEXT NOT NULL,
+		name        TEXT NOT NULL DEFAULT '',
+		auto        INTEGER NOT NULL DEFAULT 0,
+		started_ns  BIGINT NOT NULL,
+		stopped_ns  BIGINT,
+		summary     TEXT NOT NULL DEFAULT '{}',
+		dirty       INTEGER NOT NULL DEFAULT 0,
+		version     BIGINT NOT NULL DEFAULT 1,
+		touched_ns  BIGINT NOT NULL,
+		created_at  TIMESTAMP NOT NULL
+	);
+	CREATE INDEX tracks_owner ON tracks(owner_id, started_ns DESC, id DESC);
+	CREATE INDEX tracks_device ON tracks(device_id, started_ns);
+	CREATE UNIQUE INDEX tracks_recording ON tracks(device_id) WHERE stopped_ns IS NULL;
+	CREATE INDEX tracks_dirty ON tracks(dirty) WHERE dirty = 1;
+	CREATE TABLE device_state (
+		device_id   TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+		last_ns     BIGINT NOT NULL DEFAULT 0,
+		position    TEXT NOT NULL DEFAULT '',
+		status      TEXT NOT NULL DEFAULT '',
+		status_ns   BIGINT NOT NULL DEFAULT 0
+	);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -173,6 +173,11 @@ var floatFields = [...]floatField{
 	{"batt", FieldBatt, 0, 100, func(p *Position) *float64 { return &p.Batt }},
 }
 
+// AppendFloat appends v to dst in the shortest form that reads back as the
+// same float64, as the JSON codec and line protocol write it: plain notation,
+// except exponent notation for magnitudes from 1e21 and non-zero ones below 1e-6.
+func AppendFloat(dst []byte, v float64) []byte { return appendFloat(dst, v) }
+
 // appendFloat appends v in the shortest form that reads back as the same
 // float64, in plain notation unless the exponent makes that unwieldy (the
 // same rule encoding/json uses). Both JSON and line protocol accept it.

@@ -1,0 +1,163 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"trackgate/cloud/problem"
+	"trackgate/cloud/store"
+	"trackgate/cloud/tracks"
+)
+
+// MaxAutoSplit is the longest automatic split interval, in minutes (a week).
+const MaxAutoSplit = 7 * 24 * 60
+
+// deviceJSON is a device with its settings and what the cloud last heard
+// from it.
+type deviceJSON struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// AutoSplit is the automatic split interval in minutes; 0 when off.
+	AutoSplit int       `json:"auto_split"`
+	Created   time.Time `json:"created"`
+	// Recording is the id of the track the device records, if any.
+	Recording string `json:"recording,omitempty"`
+	lastJSON
+}
+
+// lastJSON is a device's last position and status.
+type lastJSON struct {
+	LastSeen   *time.Time      `json:"last_seen"`   // fix time of the last position
+	Position   json.RawMessage `json:"position"`    // the last position, null when none
+	Status     json.RawMessage `json:"status"`      // the last status message, null when none
+	StatusTime *time.Time      `json:"status_time"` // when the status arrived
+}
+
+func lastOut(st *store.DeviceState) lastJSON {
+	out := lastJSON{Position: json.RawMessage("null"), Status: json.RawMessage("null")}
+	if !st.LastTime.IsZero() {
+		t := st.LastTime
+		out.LastSeen = &t
+	}
+	if len(st.Position) > 0 {
+		out.Position = st.Position
+	}
+	if len(st.Status) > 0 && json.Valid(st.Status) {
+		out.Status = st.Status
+		t := st.StatusTime
+		out.StatusTime = &t
+	}
+	return out
+}
+
+// deviceOut describes d with its state and recording track.
+func (s *Server) deviceOut(r *http.Request, d *store.Device) (*deviceJSON, error) {
+	st, err := s.st.DeviceStateOf(r.Context(), d.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := &deviceJSON{ID: d.ID, Name: d.Name, AutoSplit: int(d.AutoSplit / time.Minute), Created: d.CreatedAt.UTC(), lastJSON: lastOut(st)}
+	t, err := s.trk.Recording(r.Context(), d.ID)
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		out.Recording = t.ID
+	}
+	return out, nil
+}
+
+// getDevice serves GET /api/v1/devices/{id}.
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
+	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeDevicesRead)
+	if !ok {
+		return
+	}
+	if _, ok := query(w, r); !ok {
+		return
+	}
+	d := s.ownDevice(w, r, u, r.PathValue("id"), "id")
+	if d == nil {
+		return
+	}
+	out, err := s.deviceOut(r, d)
+	if err != nil {
+		s.failed(w, r, "device state", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// patchDevice serves PATCH /api/v1/devices/{id} {"name", "auto_split"}:
+// the fields given change.
+func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request) {
+	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeDevicesWrite)
+	if !ok {
+		return
+	}
+	if _, ok := query(w, r); !ok {
+		return
+	}
+	d := s.ownDevice(w, r, u, r.PathValue("id"), "id")
+	if d == nil {
+		return
+	}
+	var req struct {
+		Name      *string `json:"name"`
+		AutoSplit *int    `json:"auto_split"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Name != nil {
+		if err := tracks.CheckName(*req.Name); err != nil {
+			problem.Write(w, problem.InvalidRequest, "name: "+err.Error(), nil)
+			return
+		}
+		d.Name = *req.Name
+	}
+	if req.AutoSplit != nil {
+		if *req.AutoSplit < 0 || *req.AutoSplit > MaxAutoSplit {
+			problem.Write(w, problem.InvalidRequest, fmt.Sprintf("auto_split: want minutes from 0 (off) to %d", MaxAutoSplit), nil)
+			return
+		}
+		d.AutoSplit = time.Duration(*req.AutoSplit) * time.Minute
+	}
+	if err := s.st.SetDeviceSettings(r.Context(), d.ID, d.Name, d.AutoSplit); err != nil {
+		s.failed(w, r, "device settings", err)
+		return
+	}
+	out, err := s.deviceOut(r, d)
+	if err != nil {
+		s.failed(w, r, "device state", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// deviceLast serves GET /api/v1/devices/{id}/last: the device's last
+// position and status.
+func (s *Server) deviceLast(w http.ResponseWriter, r *http.Request) {
+	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeDevicesRead)
+	if !ok {
+		return
+	}
+	if _, ok := query(w, r); !ok {
+		return
+	}
+	d := s.ownDevice(w, r, u, r.PathValue("id"), "id")
+	if d == nil {
+		return
+	}
+	st, err := s.st.DeviceStateOf(r.Context(), d.ID)
+	if err != nil {
+		s.failed(w, r, "device state", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Device string `json:"device"`
+		lastJSON
+	}{d.ID, lastOut(st)})
+}
