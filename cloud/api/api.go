@@ -9,8 +9,8 @@
 package api
 
 import (
-	_ "embed"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"io"

@@ -76,11 +76,11 @@ func (s *Store) UseTOTPStep(ctx context.Context, userID, step int64) (bool, erro
 
 // Device is a registered device: a phone, a tracker or a gateway's receiver.
 type Device struct {
-	ID        string
-	OwnerID   int64
-	Owner     string // the owner's user name (read only)
-	Name      string
-	TokenID   string // jti of the device token issued last
+	ID      string
+	OwnerID int64
+	Owner   string // the owner's user name (read only)
+	Name    string
+	TokenID string // jti of the device token issued last
 	// AutoSplit, when not 0, gives the device automatic tracks: a new one
 	// after a gap in its positions longer than AutoSplit, closed after
 	// AutoSplit without positions.

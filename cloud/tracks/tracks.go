@@ -428,7 +428,9 @@ func (s *Service) Record(ctx context.Context, batch []ingest.Stored) {
 		return nil
 	})
 	if err != nil {
-		s.logErr.Do(func() { s.log.Error("recording positions in tracks failed; their summaries will miss them", "err", err) })
+		s.logErr.Do(func() {
+			s.log.Error("recording positions in tracks failed; their summaries will miss them", "err", err)
+		})
 		return
 	}
 	for _, e := range events {
