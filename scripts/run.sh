@@ -112,6 +112,11 @@ fi
 "$root/bin/cloud" device rm demo-phone --data "$VAR/cloud" --issuer "$ISSUER" >/dev/null 2>&1 || true
 (umask 077 && "$root/bin/cloud" device add --owner demo --name "demo phone" demo-phone \
 	--data "$VAR/cloud" --issuer "$ISSUER" >"$VAR/demo-phone.token" 2>/dev/null)
+# The simulated receiver's device, with automatic tracks (a new one after a
+# 5-minute gap), so that its positions show up as tracks of demo.
+"$root/bin/cloud" device rm "$DEVICE" --data "$VAR/cloud" --issuer "$ISSUER" >/dev/null 2>&1 || true
+"$root/bin/cloud" device add --owner demo --name "demo van (simulated GPS)" --auto-split 5m "$DEVICE" \
+	--data "$VAR/cloud" --issuer "$ISSUER" >/dev/null 2>&1
 start cloud "$root/bin/cloud" serve --http "127.0.0.1:$HTTP_PORT" --issuer "$ISSUER" --data "$VAR/cloud" \
 	--mqtt "tcp://127.0.0.1:$MQTT_PORT" --influx-url "$INFLUX_URL" --influx-bucket "${TRACKGATE_INFLUX_BUCKET:-trackgate}"
 wait_for cloud "$ISSUER/healthz"

@@ -811,15 +811,15 @@ func (d *chunkReader) cell(col column) error {
 			}
 			d.p.Time = t.UTC()
 		} else {
-			b, err := d.number(c, col)
+			n, err := d.number(c, col)
 			if err != nil {
 				return err
 			}
-			n, err := strconv.ParseInt(string(b), 10, 64)
-			if err != nil {
-				return d.fail(fmt.Sprintf("time %s is not an integer of nanoseconds", b))
+			ns, ok := n.int64()
+			if !ok {
+				return d.fail(fmt.Sprintf("time %s is not an integer of nanoseconds", n.text))
 			}
-			d.p.Time = time.Unix(0, n).UTC()
+			d.p.Time = time.Unix(0, ns).UTC()
 		}
 		d.p.Set |= position.FieldTime
 	case colFix:
@@ -842,28 +842,28 @@ func (d *chunkReader) cell(col column) error {
 		}
 		d.p.Set |= position.FieldFix
 	case colSats:
-		b, err := d.number(c, col)
+		n, err := d.number(c, col)
 		if err != nil {
 			return err
 		}
-		n, err := strconv.ParseInt(string(b), 10, 0)
-		if err != nil {
-			f, ferr := strconv.ParseFloat(string(b), 64)
-			if ferr != nil || f != math.Trunc(f) || math.Abs(f) > 1<<31 {
-				return d.fail(fmt.Sprintf("sats %s is not an integer", b))
+		sats, ok := n.int64()
+		if !ok { // 12.0 or 1.2e1 will do
+			f, fok := n.float64()
+			if !fok || f != math.Trunc(f) || math.Abs(f) > 1<<31 {
+				return d.fail(fmt.Sprintf("sats %s is not an integer", n.text))
 			}
-			n = int64(f)
+			sats = int64(f)
 		}
-		d.p.Sats = int(n)
+		d.p.Sats = int(sats)
 		d.p.Set |= position.FieldSats
 	default:
-		b, err := d.number(c, col)
+		n, err := d.number(c, col)
 		if err != nil {
 			return err
 		}
-		v, err := strconv.ParseFloat(string(b), 64)
-		if err != nil {
-			return d.fail(fmt.Sprintf("%s %s is out of range", columnNames[col], b))
+		v, ok := n.float64()
+		if !ok {
+			return d.fail(fmt.Sprintf("%s %s is out of range", columnNames[col], n.text))
 		}
 		d.setFloat(col, v)
 	}
@@ -900,9 +900,9 @@ func (d *chunkReader) setFloat(col column, v float64) {
 }
 
 // number reads the number of column col, whose first byte c was peeked.
-func (d *chunkReader) number(c byte, col column) ([]byte, error) {
+func (d *chunkReader) number(c byte, col column) (number, error) {
 	if c != '-' && (c < '0' || c > '9') {
-		return nil, d.fail(columnNames[col] + " is not a number")
+		return number{}, d.fail(columnNames[col] + " is not a number")
 	}
 	return d.num()
 }
@@ -1216,9 +1216,9 @@ func (d *chunkReader) str() ([]byte, error) {
 	}
 }
 
-// num consumes a number, whose first byte was peeked, and returns its text,
-// valid until the next read.
-func (d *chunkReader) num() ([]byte, error) {
+// num consumes a number, whose first byte was peeked. Its text is valid until
+// the next read.
+func (d *chunkReader) num() (number, error) {
 	start, at := d.pos, d.base+int64(d.pos)
 	i := d.pos
 	for i < d.end && isNumByte(d.buf[i]) {
@@ -1239,58 +1239,139 @@ func (d *chunkReader) num() ([]byte, error) {
 			d.pos++
 		}
 		if d.rerr != nil && d.rerr != io.EOF {
-			return nil, d.eof()
+			return number{}, d.eof()
 		}
 		b = d.scratch
 	}
 	if len(b) > maxNumber {
-		return nil, d.failAt(at, "number too long")
+		return number{}, d.failAt(at, "number too long")
 	}
-	if !validNumber(b) {
-		return nil, d.failAt(at, fmt.Sprintf("bad number %q", b))
+	n, ok := parseNumber(b)
+	if !ok {
+		return number{}, d.failAt(at, fmt.Sprintf("bad number %q", b))
 	}
-	return b, nil
+	return n, nil
 }
 
 func isNumByte(c byte) bool {
 	return c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
-// validNumber reports whether b is a JSON number.
-func validNumber(b []byte) bool {
+// number is a JSON number: its text and, when it has at most 19 significant
+// digits, mant and exp such that its value is ±mant × 10^exp.
+type number struct {
+	text   []byte
+	mant   uint64
+	exp    int
+	neg    bool
+	simple bool // mant holds every digit
+	isInt  bool // no fraction, no exponent
+}
+
+// pow10 are the powers of ten a float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// float64 returns n's value, correctly rounded; false when out of range.
+func (n *number) float64() (float64, bool) {
+	if n.simple && n.mant < 1<<53 && n.exp >= -22 && n.exp <= 22 {
+		// Both operands are exact, so the one rounding is the right one
+		// (Clinger's fast path, which strconv takes too).
+		f := float64(n.mant)
+		if n.exp < 0 {
+			f /= pow10[-n.exp]
+		} else {
+			f *= pow10[n.exp]
+		}
+		if n.neg {
+			f = -f
+		}
+		return f, true
+	}
+	f, err := strconv.ParseFloat(string(n.text), 64)
+	return f, err == nil
+}
+
+// int64 returns n's value if it is an integer without fraction or exponent
+// that an int64 holds.
+func (n *number) int64() (int64, bool) {
+	switch {
+	case !n.isInt || !n.simple:
+		return 0, false
+	case !n.neg && n.mant <= math.MaxInt64:
+		return int64(n.mant), true
+	case n.neg && n.mant <= 1<<63:
+		return int64(-n.mant), true // -1<<63 wraps to itself
+	}
+	return 0, false
+}
+
+// parseNumber reads b, which must be exactly one JSON number.
+func parseNumber(b []byte) (number, bool) {
+	n := number{text: b, simple: true, isInt: true}
 	i := 0
 	if i < len(b) && b[i] == '-' {
+		n.neg = true
 		i++
 	}
-	digits := func() bool {
+	digits := 0 // significant digits in mant
+	mantissa := func(frac bool) bool {
 		s := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if digits == 0 && b[i] == '0' {
+				if frac {
+					n.exp--
+				}
+				continue
+			}
+			if digits == 19 {
+				n.simple = false
+				continue
+			}
+			n.mant = n.mant*10 + uint64(b[i]-'0')
+			digits++
+			if frac {
+				n.exp--
+			}
 		}
 		return i > s
 	}
 	switch {
 	case i < len(b) && b[i] == '0':
 		i++
-	case !digits():
-		return false
+	case !mantissa(false):
+		return n, false
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
-		if !digits() {
-			return false
+		n.isInt = false
+		if !mantissa(true) {
+			return n, false
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
 		i++
+		n.isInt = false
+		neg := false
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			neg = b[i] == '-'
 			i++
 		}
-		if !digits() {
-			return false
+		s, e := i, 0
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if e < 100000 {
+				e = e*10 + int(b[i]-'0')
+			}
 		}
+		if i == s {
+			return n, false
+		}
+		if neg {
+			e = -e
+		}
+		n.exp += e
 	}
-	return i == len(b)
+	return n, i == len(b)
 }
 
 // fail returns an ErrMalformed error at the current offset.

@@ -28,7 +28,7 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 	var owner, name, scope, jwkFile string
 	var service, confidential bool
 	var redirects listFlag
-	var lead time.Duration
+	var lead, autoSplit time.Duration
 	synopsis := "cloud " + command + " [flags]"
 	var nargs int
 	switch command {
@@ -37,6 +37,7 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 	case "device add":
 		fs.StringVar(&owner, "owner", "", "user `name` of the device's owner (required)")
 		fs.StringVar(&name, "name", "", "a display `name` for the device")
+		fs.DurationVar(&autoSplit, "auto-split", 0, "give the device automatic tracks: a new one after a gap in its positions longer than this `duration` (e.g. 10m), closed after that long without positions; 0: off")
 		fs.StringVar(&jwkFile, "jwk", "", "a tracker's public key `file` (a JWK, ES256 or Ed25519): the tracker gets its own tokens with private_key_jwt, and no token is printed")
 		synopsis, nargs = "cloud device add --owner NAME [flags] DEVICE", 1
 	case "device rm":
@@ -114,9 +115,17 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 				return err
 			}
 		}
+		if autoSplit < 0 || autoSplit%time.Minute != 0 {
+			return config.Usagef("%s: --auto-split is a whole number of minutes, e.g. 10m", synopsis)
+		}
 		tok, err := a.AddDevice(ctx, owner, arg, name, jwk)
 		if err != nil {
 			return friendly(err)
+		}
+		if autoSplit > 0 {
+			if err := st.SetDeviceSettings(ctx, arg, name, autoSplit); err != nil {
+				return err
+			}
 		}
 		if jwk != nil {
 			fmt.Fprintf(stderr, "tracker %s registered: it gets its tokens at %s/token with private_key_jwt (client_id %s)\n", arg, cfg.Auth.Issuer, arg)
