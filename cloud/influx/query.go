@@ -579,6 +579,7 @@ type chunkReader struct {
 	rerr     error // the reader's error, once it returned one (io.EOF at the end)
 	scratch  []byte
 	key      []byte
+	n        number // the last number read
 	cols     []column
 	p        position.Position
 	chunks   int // objects (chunks) read
@@ -811,13 +812,12 @@ func (d *chunkReader) cell(col column) error {
 			}
 			d.p.Time = t.UTC()
 		} else {
-			n, err := d.number(c, col)
-			if err != nil {
+			if err := d.number(c, col); err != nil {
 				return err
 			}
-			ns, ok := n.int64()
+			ns, ok := d.n.int64()
 			if !ok {
-				return d.fail(fmt.Sprintf("time %s is not an integer of nanoseconds", n.text))
+				return d.fail(fmt.Sprintf("time %s is not an integer of nanoseconds", d.n.text))
 			}
 			d.p.Time = time.Unix(0, ns).UTC()
 		}
@@ -842,28 +842,26 @@ func (d *chunkReader) cell(col column) error {
 		}
 		d.p.Set |= position.FieldFix
 	case colSats:
-		n, err := d.number(c, col)
-		if err != nil {
+		if err := d.number(c, col); err != nil {
 			return err
 		}
-		sats, ok := n.int64()
+		sats, ok := d.n.int64()
 		if !ok { // 12.0 or 1.2e1 will do
-			f, fok := n.float64()
+			f, fok := d.n.float64()
 			if !fok || f != math.Trunc(f) || math.Abs(f) > 1<<31 {
-				return d.fail(fmt.Sprintf("sats %s is not an integer", n.text))
+				return d.fail(fmt.Sprintf("sats %s is not an integer", d.n.text))
 			}
 			sats = int64(f)
 		}
 		d.p.Sats = int(sats)
 		d.p.Set |= position.FieldSats
 	default:
-		n, err := d.number(c, col)
-		if err != nil {
+		if err := d.number(c, col); err != nil {
 			return err
 		}
-		v, ok := n.float64()
+		v, ok := d.n.float64()
 		if !ok {
-			return d.fail(fmt.Sprintf("%s %s is out of range", columnNames[col], n.text))
+			return d.fail(fmt.Sprintf("%s %s is out of range", columnNames[col], d.n.text))
 		}
 		d.setFloat(col, v)
 	}
@@ -900,9 +898,9 @@ func (d *chunkReader) setFloat(col column, v float64) {
 }
 
 // number reads the number of column col, whose first byte c was peeked.
-func (d *chunkReader) number(c byte, col column) (number, error) {
+func (d *chunkReader) number(c byte, col column) error {
 	if c != '-' && (c < '0' || c > '9') {
-		return number{}, d.fail(columnNames[col] + " is not a number")
+		return d.fail(columnNames[col] + " is not a number")
 	}
 	return d.num()
 }
@@ -1005,8 +1003,7 @@ func (d *chunkReader) skip(depth int) error {
 		_, err := d.str()
 		return err
 	case c == '-' || c >= '0' && c <= '9':
-		_, err := d.num()
-		return err
+		return d.num()
 	case c == 't':
 		return d.literal("true")
 	case c == 'f':
@@ -1216,21 +1213,22 @@ func (d *chunkReader) str() ([]byte, error) {
 	}
 }
 
-// num consumes a number, whose first byte was peeked. Its text is valid until
-// the next read.
-func (d *chunkReader) num() (number, error) {
-	start, at := d.pos, d.base+int64(d.pos)
-	i := d.pos
-	for i < d.end && isNumByte(d.buf[i]) {
-		i++
+// num consumes a number, whose first byte was peeked, into d.n. Its text is
+// valid until the next read.
+func (d *chunkReader) num() error {
+	at := d.base + int64(d.pos)
+	b := d.buf[d.pos:d.end]
+	end, ok := parseNumber(&d.n, b)
+	run := end // the number is every byte that may be part of one
+	for run < len(b) && isNumByte(b[run]) {
+		run++
 	}
-	var b []byte
-	if i < d.end {
-		b = d.buf[start:i]
-		d.pos = i
+	if run < len(b) { // it ends within the buffer
+		d.pos += run
+		b = b[:run]
 	} else { // it may go on beyond the buffer
-		d.scratch = append(d.scratch[:0], d.buf[start:i]...)
-		d.pos = i
+		d.scratch = append(d.scratch[:0], b...)
+		d.pos = d.end
 		for d.fill() && isNumByte(d.buf[d.pos]) {
 			if len(d.scratch) > maxNumber {
 				break
@@ -1239,18 +1237,19 @@ func (d *chunkReader) num() (number, error) {
 			d.pos++
 		}
 		if d.rerr != nil && d.rerr != io.EOF {
-			return number{}, d.eof()
+			return d.eof()
 		}
 		b = d.scratch
+		end, ok = parseNumber(&d.n, b)
 	}
+	d.n.text = b
 	if len(b) > maxNumber {
-		return number{}, d.failAt(at, "number too long")
+		return d.failAt(at, "number too long")
 	}
-	n, ok := parseNumber(b)
-	if !ok {
-		return number{}, d.failAt(at, fmt.Sprintf("bad number %q", b))
+	if !ok || end != len(b) {
+		return d.failAt(at, fmt.Sprintf("bad number %q", b))
 	}
-	return n, nil
+	return nil
 }
 
 func isNumByte(c byte) bool {
@@ -1306,47 +1305,60 @@ func (n *number) int64() (int64, bool) {
 	return 0, false
 }
 
-// parseNumber reads b, which must be exactly one JSON number.
-func parseNumber(b []byte) (number, bool) {
-	n := number{text: b, simple: true, isInt: true}
+// parseNumber reads the JSON number at the start of b into n (but its text)
+// and returns where it ends; false if b does not start with one.
+func parseNumber(n *number, b []byte) (int, bool) {
+	*n = number{simple: true, isInt: true}
 	i := 0
 	if i < len(b) && b[i] == '-' {
 		n.neg = true
 		i++
 	}
-	digits := 0 // significant digits in mant
-	mantissa := func(frac bool) bool {
-		s := i
-		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-			if digits == 0 && b[i] == '0' {
-				if frac {
-					n.exp--
-				}
-				continue
+	if i == len(b) {
+		return i, false
+	}
+	digits := 0 // significant digits in n.mant
+	switch c := b[i]; {
+	case c == '0':
+		i++
+	case c >= '1' && c <= '9':
+		for ; i < len(b); i++ {
+			c := b[i]
+			if c < '0' || c > '9' {
+				break
 			}
 			if digits == 19 {
-				n.simple = false
+				n.simple = false // ParseFloat reads the text
 				continue
 			}
-			n.mant = n.mant*10 + uint64(b[i]-'0')
+			n.mant = n.mant*10 + uint64(c-'0')
 			digits++
-			if frac {
-				n.exp--
-			}
 		}
-		return i > s
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case !mantissa(false):
-		return n, false
+	default:
+		return i, false
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
 		n.isInt = false
-		if !mantissa(true) {
-			return n, false
+		s := i
+		for ; i < len(b); i++ {
+			c := b[i]
+			if c < '0' || c > '9' {
+				break
+			}
+			switch {
+			case digits == 0 && c == '0':
+				n.exp--
+			case digits == 19:
+				n.simple = false
+			default:
+				n.mant = n.mant*10 + uint64(c-'0')
+				digits++
+				n.exp--
+			}
+		}
+		if i == s {
+			return i, false
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
@@ -1364,14 +1376,14 @@ func parseNumber(b []byte) (number, bool) {
 			}
 		}
 		if i == s {
-			return n, false
+			return i, false
 		}
 		if neg {
 			e = -e
 		}
 		n.exp += e
 	}
-	return n, i == len(b)
+	return i, true
 }
 
 // fail returns an ErrMalformed error at the current offset.
