@@ -27,7 +27,7 @@ build: ## build every command into bin/
 tools: ## install the pinned influxd and staticcheck into .tools/bin and mosquitto-clients (idempotent)
 	@scripts/tools.sh
 
-bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, broker connections and QoS 1 throughput, ingest and end-to-end throughput
+bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, broker connections and QoS 1 throughput, ingest and end-to-end throughput, track listing and export
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v -e /cloud$$ -e /cloud/ingest$$ -e /gateway$$ -e /hw/receiver$$ -e /broker/cmd/broker$$)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./broker/cmd/broker 2>/dev/null
 	$(GO) test -run '^$$' -bench Pipeline -benchmem -benchtime 3s -cpu 1 -count=1 ./hw/receiver
@@ -35,6 +35,8 @@ bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency,
 	$(GO) test -run '^TestUnplugReplug$$' -v -count=1 ./gateway | grep resumed
 	$(GO) test -run '^$$' -bench IngestInflux -benchtime 500000x -count=1 ./cloud/ingest
 	$(GO) test -run '^$$' -bench EndToEndMQTT -benchtime 200000x -count=1 ./cloud
+	$(GO) test -run '^$$' -bench TrackList10k -benchtime 400x -count=1 ./cloud
+	$(GO) test -run '^$$' -bench TrackExport100k -benchtime 3x -count=1 ./cloud
 
 lint: tools ## gofmt, go vet, staticcheck, and go.mod tidiness
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -59,7 +59,7 @@ func (s *Server) deviceOut(r *http.Request, d *store.Device) (*deviceJSON, error
 		return nil, err
 	}
 	out := &deviceJSON{ID: d.ID, Name: d.Name, AutoSplit: int(d.AutoSplit / time.Minute), Created: d.CreatedAt.UTC(), lastJSON: lastOut(st)}
-	t, err := s.trk.Recording(r.Context(), d.ID)
+	t, err := s.trk.Recording(r.Context(), d)
 	if err != nil {
 		return nil, err
 	}

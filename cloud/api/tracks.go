@@ -18,6 +18,7 @@ import (
 	"trackgate/cloud/problem"
 	"trackgate/cloud/store"
 	"trackgate/cloud/tracks"
+	"trackgate/internal/topic"
 )
 
 // Listing limits.
@@ -211,8 +212,8 @@ func (s *Server) startTrack(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if req.Device == "" {
-		problem.Write(w, problem.InvalidRequest, "device: required", nil)
+	if err := topic.ValidDevice(req.Device); err != nil {
+		problem.Write(w, problem.InvalidRequest, "device: "+err.Error(), nil)
 		return
 	}
 	if err := tracks.CheckName(req.Name); err != nil {
@@ -226,7 +227,7 @@ func (s *Server) startTrack(w http.ResponseWriter, r *http.Request) {
 	t, err := s.trk.Start(r.Context(), d, req.Name, s.cfg.Now())
 	if errors.Is(err, tracks.ErrRecording) {
 		ext := map[string]any{}
-		if cur, err := s.trk.Recording(r.Context(), d.ID); err == nil && cur != nil {
+		if cur, err := s.trk.Recording(r.Context(), d); err == nil && cur != nil {
 			ext["track"] = cur.ID
 		}
 		problem.Write(w, problem.Recording, "device "+d.ID+" is already recording", ext)

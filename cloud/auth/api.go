@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"trackgate/cloud/problem"
@@ -92,6 +94,10 @@ type deviceJSON struct {
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 	u, ok := s.APIUser(w, r, ScopeDevicesRead)
 	if !ok {
+		return
+	}
+	if q := r.URL.Query(); len(q) > 0 {
+		problem.Parameter(w, slices.Sorted(maps.Keys(q))[0], "unknown parameter (this route takes none)")
 		return
 	}
 	devs, err := s.st.Devices(r.Context(), u.ID)

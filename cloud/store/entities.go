@@ -151,8 +151,9 @@ func (s *Store) Devices(ctx context.Context, ownerID int64) ([]*Device, error) {
 	return out, rows.Err()
 }
 
-// DeleteDevice removes a device and revokes its token (which expires at
-// tokenExpiry) in one transaction; ErrNotFound if there is no such device.
+// DeleteDevice removes a device, stops the track it records, and revokes
+// its token (which expires at tokenExpiry) in one transaction; ErrNotFound
+// if there is no such device.
 func (s *Store) DeleteDevice(ctx context.Context, id string, tokenExpiry time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var jti string
@@ -165,6 +166,11 @@ func (s *Store) DeleteDevice(ctx context.Context, id string, tokenExpiry time.Ti
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("delete device %q: %w", id, err)
+		}
+		// Its tracks stay, stopped: a device records nothing once removed.
+		if _, err := tx.ExecContext(ctx, `UPDATE tracks SET stopped_ns = MAX(started_ns, ?), version = version + 1 WHERE device_id = ? AND stopped_ns IS NULL`,
+			time.Now().UnixNano(), id); err != nil {
+			return fmt.Errorf("stop the tracks of device %q: %w", id, err)
 		}
 		// A tracker's own client goes too, and the tokens it got.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = ? AND jwk != ''`, id); err != nil {

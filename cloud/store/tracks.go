@@ -347,14 +347,15 @@ func (t *TrackTx) Device(id string) (*Device, error) {
 	return d, nil
 }
 
-// Around returns, by start, the tracks of device that may hold or border
+// Around returns, by start, the tracks of device d (of its owner: an id
+// registered again by someone else starts afresh) that may hold or border
 // instants from from to to: those recording, those whose span reaches from
 // or later and starts at to or earlier, and the device's newest track.
-func (t *TrackTx) Around(device string, from, to time.Time) ([]*Track, error) {
-	return t.s.tracks(t.ctx, t.tx, `SELECT `+trackColumns+` WHERE device_id = ? AND (stopped_ns IS NULL
+func (t *TrackTx) Around(d *Device, from, to time.Time) ([]*Track, error) {
+	return t.s.tracks(t.ctx, t.tx, `SELECT `+trackColumns+` WHERE device_id = ? AND owner_id = ? AND (stopped_ns IS NULL
 		OR (stopped_ns >= ? AND started_ns <= ?)
-		OR id = (SELECT id FROM tracks WHERE device_id = ? ORDER BY started_ns DESC LIMIT 1))
-		ORDER BY started_ns`, device, from.UnixNano(), to.UnixNano(), device)
+		OR id = (SELECT id FROM tracks WHERE device_id = ? AND owner_id = ? ORDER BY started_ns DESC LIMIT 1))
+		ORDER BY started_ns`, d.ID, d.OwnerID, from.UnixNano(), to.UnixNano(), d.ID, d.OwnerID)
 }
 
 // Save stores a track as Store.SaveTrack does.

@@ -176,7 +176,7 @@ func (s *Service) Start(ctx context.Context, d *store.Device, name string, at ti
 	}
 	var out *store.Track
 	err := s.st.InTrackTx(ctx, func(tx *store.TrackTx) error {
-		tracks, err := tx.Around(d.ID, at, at)
+		tracks, err := tx.Around(d, at, at)
 		if err != nil {
 			return err
 		}
@@ -202,7 +202,9 @@ func (s *Service) Start(ctx context.Context, d *store.Device, name string, at ti
 				at = t.Stopped.Add(time.Nanosecond)
 			}
 		}
-		out = &store.Track{ID: NewID(), OwnerID: d.OwnerID, Device: d.ID, Name: name, Started: at.UTC(), Touched: s.cfg.Now()}
+		// Dirty: positions of the span may be stored already (a device's
+		// buffered positions can arrive before its start command).
+		out = &store.Track{ID: NewID(), OwnerID: d.OwnerID, Device: d.ID, Name: name, Started: at.UTC(), Touched: s.cfg.Now(), Dirty: true}
 		return tx.Save(out)
 	})
 	if err != nil {
@@ -338,7 +340,7 @@ func (s *Service) Session(ctx context.Context, device string, payload []byte, at
 		}
 		return err
 	case "stop":
-		t, err := s.recording(ctx, device)
+		t, err := s.Recording(ctx, d)
 		if err != nil || t == nil {
 			return err
 		}
@@ -348,12 +350,13 @@ func (s *Service) Session(ctx context.Context, device string, payload []byte, at
 	return fmt.Errorf("session of %s: unknown action %q", device, m.Action)
 }
 
-// recording returns the track device records, or nil.
-func (s *Service) recording(ctx context.Context, device string) (*store.Track, error) {
+// Recording returns the track device d records, or nil when it records
+// none.
+func (s *Service) Recording(ctx context.Context, d *store.Device) (*store.Track, error) {
 	var out *store.Track
 	err := s.st.InTrackTx(ctx, func(tx *store.TrackTx) error {
 		now := s.cfg.Now()
-		ts, err := tx.Around(device, now, now)
+		ts, err := tx.Around(d, now, now)
 		for _, t := range ts {
 			if t.Recording() {
 				out = t
@@ -362,11 +365,6 @@ func (s *Service) recording(ctx context.Context, device string) (*store.Track, e
 		return err
 	})
 	return out, err
-}
-
-// Recording returns the track device records, or nil when it records none.
-func (s *Service) Recording(ctx context.Context, device string) (*store.Track, error) {
-	return s.recording(ctx, device)
 }
 
 // Status records a device's status message (received at instant at) and
@@ -441,7 +439,7 @@ func (s *Service) Record(ctx context.Context, batch []ingest.Stored) {
 // record files the positions ps (in time order) of device d.
 func (s *Service) record(tx *store.TrackTx, d *store.Device, ps []position.Position) error {
 	first, last := ps[0].Time, ps[len(ps)-1].Time
-	tracks, err := tx.Around(d.ID, first.Add(-d.AutoSplit), last.Add(d.AutoSplit))
+	tracks, err := tx.Around(d, first.Add(-d.AutoSplit), last.Add(d.AutoSplit))
 	if err != nil {
 		return err
 	}
