@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -98,14 +99,14 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/problems/{slug}", problem.Describe},
 		{"GET", "/api/v1/tracks", s.listTracks},
 		{"POST", "/api/v1/tracks", s.startTrack},
-		{"GET", "/api/v1/tracks/{id}", s.getTrack},
-		{"PATCH", "/api/v1/tracks/{id}", s.renameTrack},
-		{"DELETE", "/api/v1/tracks/{id}", s.deleteTrack},
-		{"POST", "/api/v1/tracks/{id}/stop", s.stopTrack},
-		{"GET", "/api/v1/tracks/{id}/points", s.trackPoints},
-		{"GET", "/api/v1/devices/{id}", s.getDevice},
-		{"PATCH", "/api/v1/devices/{id}", s.patchDevice},
-		{"GET", "/api/v1/devices/{id}/last", s.deviceLast},
+		{"GET", "/api/v1/tracks/{id}", s.onTrack(ScopeTracksRead, nil, s.getTrack)},
+		{"PATCH", "/api/v1/tracks/{id}", s.onTrack(ScopeTracksWrite, nil, s.renameTrack)},
+		{"DELETE", "/api/v1/tracks/{id}", s.onTrack(ScopeTracksWrite, nil, s.deleteTrack)},
+		{"POST", "/api/v1/tracks/{id}/stop", s.onTrack(ScopeTracksWrite, nil, s.stopTrack)},
+		{"GET", "/api/v1/tracks/{id}/points", s.onTrack(ScopeTracksRead, []string{"format", "simplify"}, s.trackPoints)},
+		{"GET", "/api/v1/devices/{id}", s.onDevice(ScopeDevicesRead, s.getDevice)},
+		{"PATCH", "/api/v1/devices/{id}", s.onDevice(ScopeDevicesWrite, s.patchDevice)},
+		{"GET", "/api/v1/devices/{id}/last", s.onDevice(ScopeDevicesRead, s.deviceLast)},
 		{"GET", "/api/v1/live", s.liveStream},
 	}
 }
@@ -211,6 +212,48 @@ func (s *Server) ownDevice(w http.ResponseWriter, r *http.Request, u *store.User
 		return nil
 	}
 	return d
+}
+
+// trackHandler handles a request about one of the caller's tracks.
+type trackHandler func(w http.ResponseWriter, r *http.Request, t *store.Track, q url.Values)
+
+// onTrack serves a route on the track {id}: it authenticates the caller
+// for scope, checks that the query has only params, and finds the caller's
+// track before h runs.
+func (s *Server) onTrack(scope string, params []string, h trackHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, _, ok := s.cfg.Auth.APICaller(w, r, scope)
+		if !ok {
+			return
+		}
+		q, ok := query(w, r, params...)
+		if !ok {
+			return
+		}
+		if t := s.ownTrack(w, r, u); t != nil {
+			h(w, r, t, q)
+		}
+	}
+}
+
+// deviceHandler handles a request about one of the caller's devices.
+type deviceHandler func(w http.ResponseWriter, r *http.Request, d *store.Device)
+
+// onDevice serves a route on the device {id} as onTrack does on a track;
+// the route takes no query parameters.
+func (s *Server) onDevice(scope string, h deviceHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, _, ok := s.cfg.Auth.APICaller(w, r, scope)
+		if !ok {
+			return
+		}
+		if _, ok := query(w, r); !ok {
+			return
+		}
+		if d := s.ownDevice(w, r, u, r.PathValue("id"), "id"); d != nil {
+			h(w, r, d)
+		}
+	}
 }
 
 // ownTrack returns the track of the request's {id} when u owns it;

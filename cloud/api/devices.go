@@ -70,18 +70,7 @@ func (s *Server) deviceOut(r *http.Request, d *store.Device) (*deviceJSON, error
 }
 
 // getDevice serves GET /api/v1/devices/{id}.
-func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeDevicesRead)
-	if !ok {
-		return
-	}
-	if _, ok := query(w, r); !ok {
-		return
-	}
-	d := s.ownDevice(w, r, u, r.PathValue("id"), "id")
-	if d == nil {
-		return
-	}
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, d *store.Device) {
 	out, err := s.deviceOut(r, d)
 	if err != nil {
 		s.failed(w, r, "device state", err)
@@ -92,18 +81,7 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 
 // patchDevice serves PATCH /api/v1/devices/{id} {"name", "auto_split"}:
 // the fields given change.
-func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeDevicesWrite)
-	if !ok {
-		return
-	}
-	if _, ok := query(w, r); !ok {
-		return
-	}
-	d := s.ownDevice(w, r, u, r.PathValue("id"), "id")
-	if d == nil {
-		return
-	}
+func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, d *store.Device) {
 	var req struct {
 		Name      *string `json:"name"`
 		AutoSplit *int    `json:"auto_split"`
@@ -139,18 +117,7 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request) {
 
 // deviceLast serves GET /api/v1/devices/{id}/last: the device's last
 // position and status.
-func (s *Server) deviceLast(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeDevicesRead)
-	if !ok {
-		return
-	}
-	if _, ok := query(w, r); !ok {
-		return
-	}
-	d := s.ownDevice(w, r, u, r.PathValue("id"), "id")
-	if d == nil {
-		return
-	}
+func (s *Server) deviceLast(w http.ResponseWriter, r *http.Request, d *store.Device) {
 	st, err := s.st.DeviceStateOf(r.Context(), d.ID)
 	if err != nil {
 		s.failed(w, r, "device state", err)

@@ -242,32 +242,12 @@ func (s *Server) startTrack(w http.ResponseWriter, r *http.Request) {
 }
 
 // getTrack serves GET /api/v1/tracks/{id}.
-func (s *Server) getTrack(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeTracksRead)
-	if !ok {
-		return
-	}
-	if _, ok := query(w, r); !ok {
-		return
-	}
-	if t := s.ownTrack(w, r, u); t != nil {
-		writeJSON(w, http.StatusOK, trackOut(t))
-	}
+func (s *Server) getTrack(w http.ResponseWriter, _ *http.Request, t *store.Track, _ url.Values) {
+	writeJSON(w, http.StatusOK, trackOut(t))
 }
 
 // renameTrack serves PATCH /api/v1/tracks/{id} {"name"}.
-func (s *Server) renameTrack(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeTracksWrite)
-	if !ok {
-		return
-	}
-	if _, ok := query(w, r); !ok {
-		return
-	}
-	t := s.ownTrack(w, r, u)
-	if t == nil {
-		return
-	}
+func (s *Server) renameTrack(w http.ResponseWriter, r *http.Request, t *store.Track, _ url.Values) {
 	var req struct {
 		Name *string `json:"name"`
 	}
@@ -291,18 +271,7 @@ func (s *Server) renameTrack(w http.ResponseWriter, r *http.Request) {
 }
 
 // stopTrack serves POST /api/v1/tracks/{id}/stop.
-func (s *Server) stopTrack(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeTracksWrite)
-	if !ok {
-		return
-	}
-	if _, ok := query(w, r); !ok {
-		return
-	}
-	t := s.ownTrack(w, r, u)
-	if t == nil {
-		return
-	}
+func (s *Server) stopTrack(w http.ResponseWriter, r *http.Request, t *store.Track, _ url.Values) {
 	t, err := s.trk.Stop(r.Context(), t, s.cfg.Now())
 	if errors.Is(err, tracks.ErrNotRecording) {
 		problem.Write(w, problem.NotRecording, "track "+t.ID+" has stopped", nil)
@@ -316,18 +285,7 @@ func (s *Server) stopTrack(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteTrack serves DELETE /api/v1/tracks/{id}: its points, then its row.
-func (s *Server) deleteTrack(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeTracksWrite)
-	if !ok {
-		return
-	}
-	if _, ok := query(w, r); !ok {
-		return
-	}
-	t := s.ownTrack(w, r, u)
-	if t == nil {
-		return
-	}
+func (s *Server) deleteTrack(w http.ResponseWriter, r *http.Request, t *store.Track, _ url.Values) {
 	if err := s.trk.Delete(r.Context(), t); err != nil {
 		if errors.Is(err, store.ErrNotFound) { // deleted meanwhile
 			problem.Write(w, problem.NotFound, "no track "+t.ID, nil)
@@ -341,15 +299,7 @@ func (s *Server) deleteTrack(w http.ResponseWriter, r *http.Request) {
 
 // trackPoints serves GET /api/v1/tracks/{id}/points?format=&simplify=: the
 // track's points streamed as they are read, in constant memory.
-func (s *Server) trackPoints(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeTracksRead)
-	if !ok {
-		return
-	}
-	q, ok := query(w, r, "format", "simplify")
-	if !ok {
-		return
-	}
+func (s *Server) trackPoints(w http.ResponseWriter, r *http.Request, t *store.Track, q url.Values) {
 	format, err := export.ParseFormat(q.Get("format"))
 	if err != nil {
 		problem.Parameter(w, "format", err.Error())
@@ -362,10 +312,6 @@ func (s *Server) trackPoints(w http.ResponseWriter, r *http.Request) {
 			problem.Parameter(w, "simplify", fmt.Sprintf("want a tolerance in metres, more than 0 and at most %d", MaxSimplify))
 			return
 		}
-	}
-	t := s.ownTrack(w, r, u)
-	if t == nil {
-		return
 	}
 	lw := &lazyWriter{w: w, header: func(h http.Header) {
 		h.Set("Content-Type", format.ContentType())

@@ -908,18 +908,7 @@ func (d *chunkReader) number(c byte, col column) error {
 // object parses an object, calling member with each key; member must parse
 // the member's value. The key is valid only until the value is read.
 func (d *chunkReader) object(member func(key []byte) error) error {
-	if err := d.expect('{'); err != nil {
-		return err
-	}
-	c, err := d.peek()
-	if err != nil {
-		return err
-	}
-	if c == '}' {
-		d.pos++
-		return nil
-	}
-	for {
+	return d.sequence('{', '}', "an object", func() error {
 		if c, err := d.peek(); err != nil {
 			return err
 		} else if c != '"' {
@@ -933,40 +922,31 @@ func (d *chunkReader) object(member func(key []byte) error) error {
 		if err := d.expect(':'); err != nil {
 			return err
 		}
-		if err := member(d.key); err != nil {
-			return err
-		}
-		c, err := d.peek()
-		if err != nil {
-			return err
-		}
-		d.pos++
-		switch c {
-		case ',':
-		case '}':
-			return nil
-		default:
-			d.pos--
-			return d.fail(fmt.Sprintf("want , or } in an object, found %s", quoteByte(c)))
-		}
-	}
+		return member(d.key)
+	})
 }
 
 // array parses an array, calling elem to parse each element.
 func (d *chunkReader) array(elem func() error) error {
-	if err := d.expect('['); err != nil {
+	return d.sequence('[', ']', "an array", elem)
+}
+
+// sequence parses open, then items separated by commas, each parsed by
+// item, then end; what names the construct in errors.
+func (d *chunkReader) sequence(open, end byte, what string, item func() error) error {
+	if err := d.expect(open); err != nil {
 		return err
 	}
 	c, err := d.peek()
 	if err != nil {
 		return err
 	}
-	if c == ']' {
+	if c == end {
 		d.pos++
 		return nil
 	}
 	for {
-		if err := elem(); err != nil {
+		if err := item(); err != nil {
 			return err
 		}
 		c, err := d.peek()
@@ -976,11 +956,11 @@ func (d *chunkReader) array(elem func() error) error {
 		d.pos++
 		switch c {
 		case ',':
-		case ']':
+		case end:
 			return nil
 		default:
 			d.pos--
-			return d.fail(fmt.Sprintf("want , or ] in an array, found %s", quoteByte(c)))
+			return d.fail(fmt.Sprintf("want , or %c in %s, found %s", end, what, quoteByte(c)))
 		}
 	}
 }

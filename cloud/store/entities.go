@@ -135,20 +135,32 @@ func (s *Store) Device(ctx context.Context, id string) (*Device, error) {
 
 // Devices returns the devices of a user, by id.
 func (s *Store) Devices(ctx context.Context, ownerID int64) ([]*Device, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` WHERE d.owner_id = ? ORDER BY d.id`, ownerID)
+	out, err := collect(scanDevice)(s.db.QueryContext(ctx, `SELECT `+deviceColumns+` WHERE d.owner_id = ? ORDER BY d.id`, ownerID))
 	if err != nil {
 		return nil, fmt.Errorf("devices: %w", err)
 	}
-	defer rows.Close()
-	var out []*Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
+	return out, nil
+}
+
+// collect returns a function that scans every row of a query's answer
+// with scan, so that a query's results read as
+// collect(scanThing)(db.QueryContext(…)).
+func collect[T any](scan func(row) (T, error)) func(rows *sql.Rows, err error) ([]T, error) {
+	return func(rows *sql.Rows, err error) ([]T, error) {
 		if err != nil {
-			return nil, fmt.Errorf("devices: %w", err)
+			return nil, err
 		}
-		out = append(out, d)
+		defer rows.Close()
+		var out []T
+		for rows.Next() {
+			v, err := scan(rows)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, rows.Err()
 	}
-	return out, rows.Err()
 }
 
 // DeleteDevice removes a device, stops the track it records, and revokes

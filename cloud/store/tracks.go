@@ -163,20 +163,8 @@ type querier interface {
 }
 
 func (s *Store) tracks(ctx context.Context, q querier, query string, args ...any) ([]*Track, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
+	out, err := collect(scanTrack)(q.QueryContext(ctx, query, args...))
 	if err != nil {
-		return nil, fmt.Errorf("tracks: %w", err)
-	}
-	defer rows.Close()
-	var out []*Track
-	for rows.Next() {
-		t, err := scanTrack(rows)
-		if err != nil {
-			return nil, fmt.Errorf("tracks: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("tracks: %w", err)
 	}
 	return out, nil
@@ -259,26 +247,6 @@ type DeviceState struct {
 	Position   []byte    // the newest position (JSON); empty when none
 	Status     []byte    // the last status message (JSON); empty when none
 	StatusTime time.Time // when the status arrived
-}
-
-// DeviceStates returns the state of a user's devices that have one, by
-// device id.
-func (s *Store) DeviceStates(ctx context.Context, ownerID int64) (map[string]*DeviceState, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT st.device_id, st.last_ns, st.position, st.status, st.status_ns
-		FROM device_state st JOIN devices d ON d.id = st.device_id WHERE d.owner_id = ?`, ownerID)
-	if err != nil {
-		return nil, fmt.Errorf("device states: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]*DeviceState{}
-	for rows.Next() {
-		st, err := scanDeviceState(rows)
-		if err != nil {
-			return nil, fmt.Errorf("device states: %w", err)
-		}
-		out[st.Device] = st
-	}
-	return out, rows.Err()
 }
 
 // DeviceStateOf returns the state of one device; an empty one when the
