@@ -237,7 +237,7 @@ func (c *Cloud) Run(ctx context.Context) error {
 	a.Mount(c.http.Handle)
 	var rest *api.Server
 	trk := tracks.New(tracks.Config{Store: st, Points: c.influx, Logger: c.cfg.Logger.With("component", "tracks"),
-		Live: func(e tracks.Event) { rest.Publish(e) }})
+		Live: func(e tracks.Event) { rest.Publish(e) }, Watched: func(owner int64) bool { return rest.Watched(owner) }})
 	rest = api.New(api.Config{Auth: a, Store: st, Tracks: trk, Logger: c.cfg.Logger.With("component", "api")})
 	rest.Mount(c.http.Handle)
 	c.tracks.Store(trk)

@@ -122,6 +122,9 @@ func (s *Server) Mount(handle func(pattern string, h http.Handler)) {
 // owner. It never blocks.
 func (s *Server) Publish(e tracks.Event) { s.live.publish(e) }
 
+// Watched reports whether a user has a live stream open.
+func (s *Server) Watched(owner int64) bool { return s.live.watched(owner) }
+
 // Close ends the live streams (at shutdown, so that they do not hold the
 // HTTP server open).
 func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closing) }) }

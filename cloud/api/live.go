@@ -55,6 +55,12 @@ func (h *hub) unsubscribe(owner int64, s *subscriber) {
 	}
 }
 
+func (h *hub) watched(owner int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs[owner]) > 0
+}
+
 func (h *hub) publish(e tracks.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -59,9 +59,10 @@ type Config struct {
 	Store  Store
 	Points Points
 	// Live, if set, gets every position and status of a registered device
-	// once it is stored.
-	Live   func(Event)
-	Logger *slog.Logger
+	// once it is stored, when Watched (if set) says its owner is watching.
+	Live    func(Event)
+	Watched func(owner int64) bool
+	Logger  *slog.Logger
 	// RecomputeEvery is how often dirty summaries are computed again
 	// (default 2 s); SweepEvery how often idle automatic tracks are closed
 	// (default 15 s).
@@ -417,7 +418,7 @@ func (s *Service) Record(ctx context.Context, batch []ingest.Stored) {
 			if err := tx.SetLast(device, newest.Time, js); err != nil {
 				return err
 			}
-			if s.cfg.Live != nil {
+			if s.cfg.Live != nil && (s.cfg.Watched == nil || s.cfg.Watched(d.OwnerID)) {
 				for i := range ps {
 					events = append(events, Event{Owner: d.OwnerID, Device: device, Kind: "position", Time: ps[i].Time, Data: ps[i].AppendJSON(nil)})
 				}
