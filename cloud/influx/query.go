@@ -502,7 +502,8 @@ const (
 	maxDepth     = 64      // deepest nesting of a skipped value
 )
 
-// column is what a column of a series holds.
+// column is what a column of a series holds: colIgnore, colTime, colFix,
+// colSats, or from colFloat on, the Position float field col-colFloat.
 type column uint8
 
 const (
@@ -510,23 +511,22 @@ const (
 	colTime
 	colFix
 	colSats
-	colLat
-	colLon
-	colAlt
-	colGeoid
-	colSpeed
-	colCourse
-	colHDOP
-	colPDOP
-	colVDOP
-	colAcc
-	colBatt
+	colFloat
 )
 
-var columnNames = [...]string{
-	colIgnore: "?", colTime: "time", colFix: "fix", colSats: "sats",
-	colLat: "lat", colLon: "lon", colAlt: "alt", colGeoid: "geoid", colSpeed: "speed", colCourse: "course",
-	colHDOP: "hdop", colPDOP: "pdop", colVDOP: "vdop", colAcc: "acc", colBatt: "batt",
+// name is the column's name, for errors.
+func (c column) name() string {
+	switch c {
+	case colIgnore:
+		return "?"
+	case colTime:
+		return "time"
+	case colFix:
+		return "fix"
+	case colSats:
+		return "sats"
+	}
+	return position.FloatField(c - colFloat).Name()
 }
 
 // columnOf returns the column named name.
@@ -538,36 +538,11 @@ func columnOf(name []byte) column {
 		return colFix
 	case "sats":
 		return colSats
-	case "lat":
-		return colLat
-	case "lon":
-		return colLon
-	case "alt":
-		return colAlt
-	case "geoid":
-		return colGeoid
-	case "speed":
-		return colSpeed
-	case "course":
-		return colCourse
-	case "hdop":
-		return colHDOP
-	case "pdop":
-		return colPDOP
-	case "vdop":
-		return colVDOP
-	case "acc":
-		return colAcc
-	case "batt":
-		return colBatt
+	}
+	if f, ok := position.FloatFieldNamed(name); ok {
+		return colFloat + column(f)
 	}
 	return colIgnore
-}
-
-// knownFixes are returned instead of allocating a string for each row.
-var knownFixes = [...]position.Fix{
-	position.FixNone, position.Fix2D, position.Fix3D, position.FixDGPS,
-	position.FixRTK, position.FixFloat, position.FixDR,
 }
 
 type chunkReader struct {
@@ -830,16 +805,7 @@ func (d *chunkReader) cell(col column) error {
 		if err != nil {
 			return err
 		}
-		d.p.Fix = ""
-		for _, f := range knownFixes {
-			if string(s) == string(f) {
-				d.p.Fix = f
-				break
-			}
-		}
-		if d.p.Fix == "" {
-			d.p.Fix = position.Fix(s)
-		}
+		d.p.Fix = position.InternFix(s)
 		d.p.Set |= position.FieldFix
 	case colSats:
 		if err := d.number(c, col); err != nil {
@@ -861,46 +827,17 @@ func (d *chunkReader) cell(col column) error {
 		}
 		v, ok := d.n.float64()
 		if !ok {
-			return d.fail(fmt.Sprintf("%s %s is out of range", columnNames[col], d.n.text))
+			return d.fail(fmt.Sprintf("%s %s is out of range", col.name(), d.n.text))
 		}
-		d.setFloat(col, v)
+		position.FloatField(col-colFloat).Set(&d.p, v)
 	}
 	return nil
-}
-
-// setFloat sets a float field of d.p.
-func (d *chunkReader) setFloat(col column, v float64) {
-	p := &d.p
-	switch col {
-	case colLat:
-		p.Lat, p.Set = v, p.Set|position.FieldLat
-	case colLon:
-		p.Lon, p.Set = v, p.Set|position.FieldLon
-	case colAlt:
-		p.Alt, p.Set = v, p.Set|position.FieldAlt
-	case colGeoid:
-		p.Geoid, p.Set = v, p.Set|position.FieldGeoid
-	case colSpeed:
-		p.Speed, p.Set = v, p.Set|position.FieldSpeed
-	case colCourse:
-		p.Course, p.Set = v, p.Set|position.FieldCourse
-	case colHDOP:
-		p.HDOP, p.Set = v, p.Set|position.FieldHDOP
-	case colPDOP:
-		p.PDOP, p.Set = v, p.Set|position.FieldPDOP
-	case colVDOP:
-		p.VDOP, p.Set = v, p.Set|position.FieldVDOP
-	case colAcc:
-		p.Acc, p.Set = v, p.Set|position.FieldAcc
-	case colBatt:
-		p.Batt, p.Set = v, p.Set|position.FieldBatt
-	}
 }
 
 // number reads the number of column col, whose first byte c was peeked.
 func (d *chunkReader) number(c byte, col column) error {
 	if c != '-' && (c < '0' || c > '9') {
-		return d.fail(columnNames[col] + " is not a number")
+		return d.fail(col.name() + " is not a number")
 	}
 	return d.num()
 }

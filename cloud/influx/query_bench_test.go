@@ -196,7 +196,7 @@ func decodeChunksStd(r io.Reader, fn func(*position.Position) error) error {
 							if err != nil {
 								return err
 							}
-							ptr, bit := referenceFloat(&p, columnNames[cols[i]])
+							ptr, bit := referenceFloat(&p, cols[i].name())
 							*ptr, p.Set = f, p.Set|bit
 						}
 					}

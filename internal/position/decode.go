@@ -239,7 +239,7 @@ func (d *decoder) field(p *Position, key []byte, depth int) (*Error, *Error) {
 		if err != nil {
 			return nil, err
 		}
-		p.Fix, p.Set = internFix(s), p.Set|FieldFix
+		p.Fix, p.Set = InternFix(s), p.Set|FieldFix
 		return nil, nil
 	}
 	for _, f := range floatFields {
@@ -255,8 +255,8 @@ func (d *decoder) field(p *Position, key []byte, depth int) (*Error, *Error) {
 	return nil, d.skipValue(depth + 1)
 }
 
-// internFix returns the known Fix spelled s without allocating, or a new one.
-func internFix(s []byte) Fix {
+// InternFix returns the known Fix spelled s without allocating, or a new one.
+func InternFix(s []byte) Fix {
 	for _, f := range fixes {
 		if string(f) == string(s) {
 			return f

@@ -178,6 +178,29 @@ var floatFields = [...]floatField{
 // except exponent notation for magnitudes from 1e21 and non-zero ones below 1e-6.
 func AppendFloat(dst []byte, v float64) []byte { return appendFloat(dst, v) }
 
+// FloatField is one of the float64 fields of Position, for codecs that
+// meet fields by name.
+type FloatField uint8
+
+// FloatFieldNamed returns the float field whose wire name is name.
+func FloatFieldNamed(name []byte) (FloatField, bool) {
+	for i := range floatFields {
+		if floatFields[i].name == string(name) {
+			return FloatField(i), true
+		}
+	}
+	return 0, false
+}
+
+// Name is the field's wire name.
+func (f FloatField) Name() string { return floatFields[f].name }
+
+// Set sets field f of p to v and marks it present.
+func (f FloatField) Set(p *Position, v float64) {
+	*floatFields[f].ptr(p) = v
+	p.Set |= floatFields[f].bit
+}
+
 // appendFloat appends v in the shortest form that reads back as the same
 // float64, in plain notation unless the exponent makes that unwieldy (the
 // same rule encoding/json uses). Both JSON and line protocol accept it.
