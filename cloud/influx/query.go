@@ -582,21 +582,7 @@ func (d *chunkReader) run(fn func(*position.Position) error) error {
 			return d.fail(fmt.Sprintf("want an object, found %s", quoteByte(d.buf[d.pos])))
 		}
 		d.chunks++
-		haveResults := false
-		err := d.object(func(key []byte) error {
-			switch string(key) {
-			case "results":
-				if haveResults {
-					return d.fail("results twice")
-				}
-				haveResults = true
-				return d.array(func() error { return d.result(fn) })
-			case "error":
-				return d.errorMember()
-			}
-			return d.skip(1)
-		})
-		if err != nil {
+		if err := d.envelope("results", 1, func() error { return d.result(fn) }); err != nil {
 			return err
 		}
 	}
@@ -604,19 +590,26 @@ func (d *chunkReader) run(fn func(*position.Position) error) error {
 
 // result parses one element of "results".
 func (d *chunkReader) result(fn func(*position.Position) error) error {
-	haveSeries := false
+	return d.envelope("series", 2, func() error { return d.series(fn) })
+}
+
+// envelope parses an object at nesting depth whose member list (at most
+// once) is an array of elements parsed by elem, whose "error" member is
+// InfluxDB's error, and whose other members are skipped.
+func (d *chunkReader) envelope(list string, depth int, elem func() error) error {
+	seen := false
 	return d.object(func(key []byte) error {
 		switch string(key) {
-		case "series":
-			if haveSeries {
-				return d.fail("series twice")
+		case list:
+			if seen {
+				return d.fail(list + " twice")
 			}
-			haveSeries = true
-			return d.array(func() error { return d.series(fn) })
+			seen = true
+			return d.array(elem)
 		case "error":
 			return d.errorMember()
 		}
-		return d.skip(2)
+		return d.skip(depth)
 	})
 }
 
