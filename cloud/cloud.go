@@ -26,6 +26,7 @@ import (
 	"trackgate/cloud/ingest"
 	"trackgate/cloud/store"
 	"trackgate/cloud/tracks"
+	"trackgate/cloud/web"
 	"trackgate/internal/server"
 	"trackgate/internal/topic"
 )
@@ -39,10 +40,20 @@ type Config struct {
 	Ingest ingest.Config     // batching and retry of the ingest bridge
 	Data   string            // data directory: the SQL store and the signing keys
 	Auth   auth.Config       // the authorization server
+	Web    WebConfig         // the website
 	// MQTTPasswordFile holds the ingest bridge's MQTT password; without
 	// it the bridge presents a broker token the cloud signs itself.
 	MQTTPasswordFile string
 	Logger           *slog.Logger // default slog.Default()
+}
+
+// WebConfig configures the website.
+type WebConfig struct {
+	// TilesURL is the map's tile URL template; empty for no tiles.
+	TilesURL, TilesAttribution string
+	// PhoneMQTT is the broker URL phones connect to, shown in new devices'
+	// OwnTracks settings (default: the --mqtt URL).
+	PhoneMQTT string
 }
 
 // RegisterDataFlags adds the flags every command that opens the data
@@ -95,6 +106,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Ingest.BatchWait, "ingest-batch-wait", 100*time.Millisecond, "longest wait to fill a batch")
 	fs.IntVar(&c.Ingest.MaxUnacked, "ingest-max-unacked", 50000, "messages held unacknowledged at most (backpressure beyond)")
 	fs.IntVar(&c.Ingest.Writers, "ingest-writers", 2, "concurrent writes to InfluxDB")
+	fs.StringVar(&c.Web.TilesURL, "tiles-url", web.DefaultTilesURL, "map tile `URL` template of the website ({z}/{x}/{y}, {s} for subdomains); empty: no tiles, tracks on a plain background")
+	fs.StringVar(&c.Web.TilesAttribution, "tiles-attribution", web.DefaultTilesAttribution, "credit line the map shows for its tiles")
+	fs.StringVar(&c.Web.PhoneMQTT, "phone-mqtt", "", "broker `URL` phones connect to (tcp://HOST:1883 or mqtts://HOST:8883), shown in a new device's OwnTracks settings (default: --mqtt)")
 }
 
 // Cloud is the cloud process. Create it with New and start it with Run.
@@ -104,6 +118,7 @@ type Cloud struct {
 	tracks atomic.Pointer[tracks.Service] // once Run opened the store
 	influx *influx.Client
 	bridge *ingest.Bridge
+	site   *web.Server
 	http   *server.Server
 	// redirect serves the plain-HTTP listener next to HTTPS.
 	redirect http.Handler
@@ -133,6 +148,15 @@ func New(cfg Config) (*Cloud, error) {
 			return nil, fmt.Errorf("cloud: %w", err)
 		}
 	}
+	if cfg.Web.PhoneMQTT == "" {
+		cfg.Web.PhoneMQTT = cfg.MQTT.Broker
+	}
+	site, err := web.New(web.Config{TilesURL: cfg.Web.TilesURL, TilesAttribution: cfg.Web.TilesAttribution, MQTT: cfg.Web.PhoneMQTT,
+		Logger: cfg.Logger.With("component", "web"), Session: c.webPage})
+	if err != nil {
+		return nil, fmt.Errorf("cloud: %w", err)
+	}
+	c.site = site
 	cfg.Ingest.Logger = cfg.Logger.With("component", "ingest")
 	cfg.Ingest.OnStored = c.stored
 	cfg.MQTT.Control = c.control
@@ -218,6 +242,11 @@ func (c *Cloud) brokerCredentials() (string, string) {
 	return user, tok
 }
 
+// webPage checks a website page's session at the authorization server.
+func (c *Cloud) webPage(w http.ResponseWriter, r *http.Request) (*auth.WebSession, bool) {
+	return c.auth.Load().WebPage(w, r)
+}
+
 // HTTP returns the HTTP server (for its address once Ready).
 func (c *Cloud) HTTP() *server.Server { return c.http }
 
@@ -240,6 +269,7 @@ func (c *Cloud) Run(ctx context.Context) error {
 		Live: func(e tracks.Event) { rest.Publish(e) }, Watched: func(owner int64) bool { return rest.Watched(owner) }})
 	rest = api.New(api.Config{Auth: a, Store: st, Tracks: trk, Logger: c.cfg.Logger.With("component", "api")})
 	rest.Mount(c.http.Handle)
+	c.site.Mount(c.http.Handle)
 	c.tracks.Store(trk)
 	g, ctx := errgroup.WithContext(ctx)
 	stopLive := context.AfterFunc(ctx, rest.Close)

@@ -104,6 +104,7 @@ func (s *Server) Routes() []Route {
 		{"DELETE", "/api/v1/tracks/{id}", s.onTrack(ScopeTracksWrite, nil, s.deleteTrack)},
 		{"POST", "/api/v1/tracks/{id}/stop", s.onTrack(ScopeTracksWrite, nil, s.stopTrack)},
 		{"GET", "/api/v1/tracks/{id}/points", s.onTrack(ScopeTracksRead, []string{"format", "simplify"}, s.trackPoints)},
+		{"GET", "/api/v1/devices", s.listDevices},
 		{"GET", "/api/v1/devices/{id}", s.onDevice(ScopeDevicesRead, s.getDevice)},
 		{"PATCH", "/api/v1/devices/{id}", s.onDevice(ScopeDevicesWrite, s.patchDevice)},
 		{"GET", "/api/v1/devices/{id}/last", s.onDevice(ScopeDevicesRead, s.deviceLast)},

@@ -69,6 +69,33 @@ func (s *Server) deviceOut(r *http.Request, d *store.Device) (*deviceJSON, error
 	return out, nil
 }
 
+// listDevices serves GET /api/v1/devices: the user's devices, each as GET
+// /api/v1/devices/{id} describes it.
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
+	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeDevicesRead)
+	if !ok {
+		return
+	}
+	if _, ok := query(w, r); !ok {
+		return
+	}
+	devs, err := s.st.Devices(r.Context(), u.ID)
+	if err != nil {
+		s.failed(w, r, "devices", err)
+		return
+	}
+	out := make([]*deviceJSON, 0, len(devs))
+	for _, d := range devs {
+		j, err := s.deviceOut(r, d)
+		if err != nil {
+			s.failed(w, r, "device state", err)
+			return
+		}
+		out = append(out, j)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
+}
+
 // getDevice serves GET /api/v1/devices/{id}.
 func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, d *store.Device) {
 	out, err := s.deviceOut(r, d)

@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"maps"
 	"net/http"
-	"slices"
 	"strings"
 
 	"trackgate/cloud/problem"
@@ -90,28 +88,6 @@ type deviceJSON struct {
 	JWK json.RawMessage `json:"jwk,omitempty"`
 }
 
-// listDevices serves GET /api/v1/devices.
-func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.APIUser(w, r, ScopeDevicesRead)
-	if !ok {
-		return
-	}
-	if q := r.URL.Query(); len(q) > 0 {
-		problem.Parameter(w, slices.Sorted(maps.Keys(q))[0], "unknown parameter (this route takes none)")
-		return
-	}
-	devs, err := s.st.Devices(r.Context(), u.ID)
-	if err != nil {
-		s.apiServerError(w, "devices", err)
-		return
-	}
-	out := []deviceJSON{}
-	for _, d := range devs {
-		out = append(out, deviceJSON{ID: d.ID, Name: d.Name, Created: d.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
-}
-
 // addDevice serves POST /api/v1/devices {"id", "name"}: it registers a
 // device of the token's user and answers 201 with its device token.
 func (s *Server) addDevice(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +148,11 @@ func (s *Server) removeDevice(w http.ResponseWriter, r *http.Request) {
 // or 403 as RFC 6750 §3 says when it fails. A device token (the broker's
 // audience) gets 403: it is genuine but not for the API.
 func (s *Server) bearer(w http.ResponseWriter, r *http.Request, scope string) (*token.Claims, bool) {
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	auth := r.Header.Get("Authorization")
+	if auth == "" && s.websiteCall(r) {
+		return s.cookieCaller(w, r, scope)
+	}
+	raw, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || raw == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate"`)
 		problem.Write(w, problem.InvalidToken, "a bearer token is required", nil)
@@ -193,6 +173,41 @@ func (s *Server) bearer(w http.ResponseWriter, r *http.Request, scope string) (*
 	}
 	if !c.HasScope(scope) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope", scope="`+scope+`"`)
+		problem.Write(w, problem.InsufficientScope, "needs scope "+scope, nil)
+		return nil, false
+	}
+	return c, true
+}
+
+// websiteCall reports whether a request comes from the website: it carries
+// a website cookie and no Authorization header.
+func (s *Server) websiteCall(r *http.Request) bool {
+	for _, name := range []string{webAccessCookie, webSessionCookie} {
+		if _, err := r.Cookie(name); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// cookieCaller authenticates an API call of the website by its cookies:
+// the access token (refreshed on the server when its cookie is gone), and
+// for a call that changes something the origin and the session's
+// anti-CSRF token (AUTH.md item 115). It answers 401 without a valid
+// session, 403 on a CSRF failure or a missing scope.
+func (s *Server) cookieCaller(w http.ResponseWriter, r *http.Request, scope string) (*token.Claims, bool) {
+	c, err := s.webAccess(w, r)
+	if err != nil {
+		webCookie(w, webAccessCookie, "", 0)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="invalid_token"`)
+		problem.Write(w, problem.InvalidToken, "the website session ended: sign in again", nil)
+		return nil, false
+	}
+	if !safeMethod(r.Method) && !s.csrfOK(r, s.webSession(r)) {
+		problem.Write(w, problem.CSRF, "missing or wrong "+CSRFHeader+", or another origin", nil)
+		return nil, false
+	}
+	if !c.HasScope(scope) {
 		problem.Write(w, problem.InsufficientScope, "needs scope "+scope, nil)
 		return nil, false
 	}

@@ -227,7 +227,7 @@ func TestTrackerCredentials(t *testing.T) {
 
 	t.Run("97 a tracker's token cannot call the user API", func(t *testing.T) {
 		_, _, m := f.post(t, "/token", assertionForm(es.assertion(t, f, nil)), "", "")
-		req, _ := http.NewRequest("GET", f.http.URL+"/api/v1/devices", nil)
+		req, _ := http.NewRequest("GET", f.http.URL+"/api/v1/account", nil)
 		req.Header.Set("Authorization", "Bearer "+m["access_token"].(string))
 		if status, _, m := do(t, req); status != 403 {
 			t.Errorf("%d %v", status, m)

@@ -8,7 +8,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -99,6 +98,10 @@ type Store interface {
 	Revoke(ctx context.Context, tokenID string, expires time.Time) error
 	Revoked(ctx context.Context, tokenID string) (bool, error)
 	Revocations(ctx context.Context) ([]store.Revocation, error)
+	CreateWebSession(ctx context.Context, ws *store.WebSession) error
+	WebSession(ctx context.Context, idHash string) (*store.WebSession, error)
+	SetWebSessionRefresh(ctx context.Context, idHash, refresh string) error
+	DeleteWebSession(ctx context.Context, idHash string) error
 }
 
 // Server is the authorization server.
@@ -114,6 +117,7 @@ type Server struct {
 
 	now    func() time.Time // the clock of expiries (tests move it)
 	secure bool             // the issuer is https: cookies are Secure and __Host-
+	origin string           // the issuer's origin (scheme://host[:port])
 
 	// Failure throttles: sign-ins per address and per account name, TOTP
 	// codes per user, user codes per address, introspections per client.
@@ -121,6 +125,7 @@ type Server struct {
 	websiteSecret                                             string // the website's client secret
 	// The code challenges of recent authorization requests.
 	challenges *throttle
+	webRefresh webRefresh // the website sessions' recent refreshes
 }
 
 // New opens the server's keys in data directory dir (creating the first
@@ -170,6 +175,7 @@ func New(ctx context.Context, cfg Config, st Store, dir string) (*Server, error)
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	s := &Server{cfg: cfg, st: st, keys: keys, secrets: sealer, log: cfg.Logger, now: time.Now, secure: u.Scheme == "https",
+		origin:       u.Scheme + "://" + u.Host,
 		loginAddr:    newThrottle(20, 15*time.Minute),
 		loginAccount: newThrottle(5, 15*time.Minute),
 		totpUser:     newThrottle(5, 5*time.Minute),
@@ -255,17 +261,8 @@ func (s *Server) EnrolTOTP(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("totp: %w", err)
 	}
-	sealed, err := s.secrets.seal([]byte(key.Secret()))
-	if err != nil {
+	if err := s.setTOTP(ctx, u, key.Secret()); err != nil {
 		return "", err
-	}
-	if err := s.st.SetTOTP(ctx, u.ID, sealed); err != nil {
-		return "", fmt.Errorf("totp: %w", err)
-	}
-	if u.TOTPSecret != "" {
-		if err := s.st.RevokeUserGrants(ctx, u.ID); err != nil {
-			return "", fmt.Errorf("totp: %w", err)
-		}
 	}
 	return key.URL(), nil
 }
@@ -284,17 +281,11 @@ func (s *Server) CheckTOTP(ctx context.Context, u *store.User, code string, now 
 	if err != nil {
 		return false, fmt.Errorf("totp: %w", err)
 	}
-	step := now.Unix() / int64(totpOpts.Period)
-	for _, st := range [...]int64{step, step - 1, step + 1} {
-		want, err := totp.GenerateCodeCustom(string(secret), time.Unix(st*int64(totpOpts.Period), 0), totpOpts)
-		if err != nil {
-			return false, fmt.Errorf("totp: %w", err)
-		}
-		if subtle.ConstantTimeCompare([]byte(code), []byte(want)) == 1 {
-			return s.st.UseTOTPStep(ctx, u.ID, st)
-		}
+	step, err := totpStep(string(secret), code, now)
+	if err != nil || step < 0 {
+		return false, err
 	}
-	return false, nil
+	return s.st.UseTOTPStep(ctx, u.ID, step)
 }
 
 // AddDevice registers a device for user owner and returns its device
@@ -409,9 +400,14 @@ func (s *Server) Mount(handle func(pattern string, h http.Handler)) {
 		"POST /refresh":                               s.tokenEndpoint,
 		"GET /userinfo":                               s.userinfo,
 		"POST /userinfo":                              s.userinfo,
-		"GET /api/v1/devices":                         s.listDevices,
 		"POST /api/v1/devices":                        s.addDevice,
 		"DELETE /api/v1/devices/{id}":                 s.removeDevice,
+		"GET /auth/callback":                          s.websiteCallback,
+		"POST /auth/logout":                           s.websiteLogout,
+		"GET /api/v1/account":                         s.account,
+		"POST /api/v1/account/password":               s.changePassword,
+		"POST /api/v1/account/totp":                   s.startTOTP,
+		"POST /api/v1/account/totp/confirm":           s.confirmTOTP,
 	} {
 		handle(pattern, h)
 	}

@@ -118,7 +118,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	ss, force := s.session(r), r.URL.Query().Get("prompt") == "login"
 	switch {
 	case complete(ss) && !force:
-		seeOther(w, r, to)
+		s.proceed(w, r, to)
 	case ss != nil && !complete(ss) && !force:
 		seeOther(w, r, "/login/totp?"+url.Values{"return_to": {to}}.Encode())
 	default:
@@ -188,7 +188,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("signed in", "user", u.Name, "amr", "pwd")
-	seeOther(w, r, to)
+	s.proceed(w, r, to)
 }
 
 // limit is a key of a throttle.
@@ -243,7 +243,7 @@ func (s *Server) totpPage(w http.ResponseWriter, r *http.Request) {
 	case ss == nil:
 		seeOther(w, r, loginURL(to, false))
 	case complete(ss):
-		seeOther(w, r, to)
+		s.proceed(w, r, to)
 	default:
 		s.render(w, http.StatusOK, "totp", pageData{Title: "Two-factor code", CSRF: ss.CSRF, ReturnTo: to, User: ss.User})
 	}
@@ -294,7 +294,7 @@ func (s *Server) totpLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("signed in", "user", u.Name, "amr", "pwd otp")
-	seeOther(w, r, to)
+	s.proceed(w, r, to)
 }
 
 // logoutPage serves GET /logout: the sign-out form.

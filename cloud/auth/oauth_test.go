@@ -314,7 +314,7 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest("GET", f.http.URL+"/api/v1/devices", nil)
+		req, _ := http.NewRequest("POST", f.http.URL+"/api/v1/devices", strings.NewReader(`{"id":"x"}`))
 		req.Header.Set("Authorization", "Bearer "+f.ccToken(t, id, secret))
 		if status, h, m := do(t, req); status != 403 || m["code"] != "insufficient_scope" || !strings.Contains(h.Get("WWW-Authenticate"), "insufficient_scope") {
 			t.Errorf("%d %v %v", status, h, m)

@@ -43,6 +43,12 @@ var (
 		"Stop the device's current track (its id is in the track member) before starting another."}
 	NotRecording = Type{"not-recording", "The track is not recording", http.StatusConflict,
 		"The track has already stopped."}
+	CSRF = Type{"csrf", "Cross-site request refused", http.StatusForbidden,
+		"A call of the website that changes something must come from the website's own pages, with the session's anti-CSRF token in the X-CSRF-Token header."}
+	WrongPassword = Type{"wrong-password", "Wrong password or code", http.StatusForbidden,
+		"The current password, or the two-factor code, is not right."}
+	TooManyAttempts = Type{"too-many-attempts", "Too many attempts", http.StatusTooManyRequests,
+		"Too many wrong passwords or codes; wait the minutes the detail says and try again."}
 	Unavailable = Type{"unavailable", "Temporarily unavailable", http.StatusServiceUnavailable,
 		"A store the cloud depends on (InfluxDB or the SQL store) did not answer. Try again shortly."}
 	ServerError = Type{"server-error", "Internal error", http.StatusInternalServerError,
@@ -50,7 +56,8 @@ var (
 )
 
 // Types lists every problem type.
-var Types = []Type{InvalidToken, InsufficientScope, NotFound, InvalidParameter, InvalidRequest, Conflict, Recording, NotRecording, Unavailable, ServerError}
+var Types = []Type{InvalidToken, InsufficientScope, NotFound, InvalidParameter, InvalidRequest, Conflict, Recording, NotRecording,
+	CSRF, WrongPassword, TooManyAttempts, Unavailable, ServerError}
 
 // Write answers a problem of type t with detail and extension members ext
 // (which may be nil).

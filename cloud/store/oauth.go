@@ -438,3 +438,60 @@ func (s *Store) PollDeviceCode(ctx context.Context, hash, clientID string, now t
 	})
 	return d, slowDown, err
 }
+
+// WebSession is a sign-in at the website, the authorization server's own
+// confidential client: the browser holds its id in a cookie, the server its
+// refresh token (sealed) and anti-CSRF token.
+type WebSession struct {
+	IDHash    string
+	UserID    int64
+	User      string // the user's name (read only)
+	Refresh   string // the website's refresh token, sealed
+	CSRF      string
+	ExpiresAt time.Time
+}
+
+// CreateWebSession stores a website session, forgetting the expired ones.
+func (s *Store) CreateWebSession(ctx context.Context, ws *WebSession) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE expires_at < ?`, time.Now().UTC()); err != nil {
+			return fmt.Errorf("sweep web sessions: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO web_sessions (id_hash, user_id, refresh, csrf, expires_at) VALUES (?, ?, ?, ?, ?)`,
+			ws.IDHash, ws.UserID, ws.Refresh, ws.CSRF, ws.ExpiresAt.UTC())
+		if err != nil {
+			return fmt.Errorf("create web session: %w", err)
+		}
+		return nil
+	})
+}
+
+// WebSession returns the website session whose id hashes to idHash, or
+// ErrNotFound when there is none or it has expired.
+func (s *Store) WebSession(ctx context.Context, idHash string) (*WebSession, error) {
+	var ws WebSession
+	err := s.db.QueryRowContext(ctx, `SELECT w.id_hash, w.user_id, u.name, w.refresh, w.csrf, w.expires_at
+		FROM web_sessions w JOIN users u ON u.id = w.user_id WHERE w.id_hash = ?`, idHash).
+		Scan(&ws.IDHash, &ws.UserID, &ws.User, &ws.Refresh, &ws.CSRF, &ws.ExpiresAt)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !time.Now().Before(ws.ExpiresAt) {
+		return nil, fmt.Errorf("web session: %w", ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("web session: %w", err)
+	}
+	return &ws, nil
+}
+
+// SetWebSessionRefresh keeps a website session's rotated refresh token.
+func (s *Store) SetWebSessionRefresh(ctx context.Context, idHash, refresh string) error {
+	return s.update(ctx, `UPDATE web_sessions SET refresh = ? WHERE id_hash = ?`, refresh, idHash)
+}
+
+// DeleteWebSession ends a website session; there being none is not an
+// error.
+func (s *Store) DeleteWebSession(ctx context.Context, idHash string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM web_sessions WHERE id_hash = ?`, idHash); err != nil {
+		return fmt.Errorf("delete web session: %w", err)
+	}
+	return nil
+}

@@ -202,6 +202,15 @@ var migrations = []string{
 		status      TEXT NOT NULL DEFAULT '',
 		status_ns   BIGINT NOT NULL DEFAULT 0
 	);`,
+	// 5: the website's sessions (its refresh tokens stay on the server).
+	`CREATE TABLE web_sessions (
+		id_hash    TEXT PRIMARY KEY,
+		user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		refresh    TEXT NOT NULL,
+		csrf       TEXT NOT NULL,
+		expires_at TIMESTAMP NOT NULL
+	);
+	CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
