@@ -9,7 +9,7 @@ CMDS := ./broker/cmd/... ./gateway/cmd/... ./cloud/cmd/... ./hw/cmd/...
 FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build tools bench lint fuzz clean
+.PHONY: help run test build web tools bench lint fuzz clean
 
 help: ## show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -17,14 +17,17 @@ help: ## show the targets
 run: build tools ## bring the whole stack up (influxd, gateway, cloud, a demo device); Ctrl-C stops it
 	@scripts/run.sh
 
-test: tools ## run the whole test suite against real servers
+test: tools web ## run the whole test suite against real servers (the website's in headless chromium)
 	$(GO) test -race -count=1 -timeout 18m ./...
 
-build: ## build every command into bin/
+build: web ## build every command into bin/ (the cloud with the website inside)
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(CMDS)
 
-tools: ## install the pinned influxd and staticcheck into .tools/bin and mosquitto-clients (idempotent)
+web: ## bundle the website (npm packages pinned in cloud/web/package-lock.json, esbuild) into cloud/web/dist
+	@scripts/web.sh
+
+tools: ## install the pinned influxd and staticcheck into .tools/bin, and the Debian packages tests use (idempotent)
 	@scripts/tools.sh
 
 bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, broker connections and QoS 1 throughput, ingest and end-to-end throughput, track listing and export

@@ -44,21 +44,8 @@ if ! staticcheck_ok; then
 	GOBIN="$bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi
 
-# as_root COMMAND... runs a command as root (through sudo when not root).
-as_root() {
-	if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
-		sudo "$@"
-	else
-		"$@"
-	fi
-}
-
-# apt_install PACKAGE... installs Debian packages quietly.
-apt_install() {
-	echo "installing $* (apt-get)"
-	as_root apt-get update -qq >/dev/null
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 # mosquitto_pub / mosquitto_sub from Debian's mosquitto-clients.
 if ! command -v mosquitto_pub >/dev/null 2>&1; then
@@ -86,4 +73,10 @@ if ! command -v gpsbabel >/dev/null 2>&1; then
 fi
 if ! command -v ogrinfo >/dev/null 2>&1; then
 	apt_install gdal-bin
+fi
+
+# Debian's chromium: the browser the website's end-to-end test drives
+# (through playwright-core, which scripts/web.sh installs from npm).
+if ! command -v chromium >/dev/null 2>&1; then
+	apt_install chromium
 fi

@@ -182,8 +182,7 @@ func (s *Server) websiteCallback(w http.ResponseWriter, r *http.Request) {
 // setAccessCookie gives the browser the website's access token, for no
 // longer than the token lives.
 func (s *Server) setAccessCookie(w http.ResponseWriter, raw string, c *token.Claims) {
-	ttl := c.ExpiresAt.Sub(s.now()) - 5*time.Second
-	if ttl > 0 {
+	if ttl := c.ExpiresAt.Sub(s.now()).Truncate(time.Second); ttl > 0 {
 		webCookie(w, webAccessCookie, raw, ttl)
 	}
 }
@@ -214,8 +213,12 @@ var errNoWebSession = errors.New("not signed in at the website")
 func (s *Server) webAccess(w http.ResponseWriter, r *http.Request) (*token.Claims, error) {
 	if c, err := r.Cookie(webAccessCookie); err == nil {
 		claims, err := s.apiVerifier.Verify(r.Context(), c.Value)
-		if err == nil && claims.ClientID != WebsiteClientID {
+		switch {
+		case err != nil:
+		case claims.ClientID != WebsiteClientID:
 			err = errors.New("not the website's token")
+		case !s.now().Before(claims.ExpiresAt.Time): // no leeway: this server issued it
+			err = errors.New("the website's token expired")
 		}
 		return claims, err
 	}
