@@ -133,7 +133,7 @@ cat <<MSG
 trackgate is running (logs in var/log/, data in var/):
   MQTT broker      tcp://127.0.0.1:$MQTT_PORT   ws://127.0.0.1:$WS_PORT
   cloud            $ISSUER   (/healthz /readyz /metrics, OAuth metadata at /.well-known/openid-configuration)
-  sign in          $ISSUER/login as demo, password $(cat "$VAR/demo-password") (var/demo-password)
+  website          $ISSUER/   sign in as demo, password $(cat "$VAR/demo-password") (var/demo-password)
   InfluxDB         $INFLUX_URL   (database trackgate)
   gateway          http://127.0.0.1:$GATEWAY_HTTP_PORT   (/status /metrics)
   GPS receiver     gpssim on var/gps0 (u-blox, 1 Hz, 9600 baud), read by the gateway as device $DEVICE
