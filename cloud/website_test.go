@@ -5,16 +5,20 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pquerna/otp/totp"
 
 	"trackgate/broker"
 	"trackgate/broker/brokertest"
@@ -471,4 +475,67 @@ func TestWebsiteSession(t *testing.T) {
 			t.Errorf("access token of %d bytes", n)
 		}
 	})
+}
+
+// TestAccountAPI changes a password and enrols a TOTP key through the
+// account API, as the website's account page does.
+func TestAccountAPI(t *testing.T) {
+	s := startWebStack(t, nil)
+	a := s.openAuth(t)
+	if err := a.AddUser(context.Background(), "ann", "ann's correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	ann := s.api(t, s.userToken(t, "ann", "ann's correct horse"))
+	var acct struct {
+		Name string `json:"name"`
+		TOTP bool   `json:"totp"`
+	}
+	ann.want("GET", "/api/v1/account", nil, http.StatusOK, &acct)
+	if acct.Name != "ann" || acct.TOTP {
+		t.Errorf("account %+v", acct)
+	}
+
+	// Enrolment: the current password, then a code of the new key.
+	ann.do("POST", "/api/v1/account/totp", map[string]string{"password": "wrong password"}).problem(t, "a wrong password", http.StatusForbidden, "wrong_password")
+	var key struct{ Secret, URI, Enrolment string }
+	ann.want("POST", "/api/v1/account/totp", map[string]string{"password": "ann's correct horse"}, http.StatusOK, &key)
+	if len(key.Secret) < 32 || !strings.HasPrefix(key.URI, "otpauth://totp/") || key.Enrolment == "" {
+		t.Fatalf("new key %+v", key)
+	}
+	ann.want("GET", "/api/v1/account", nil, http.StatusOK, &acct)
+	if acct.TOTP {
+		t.Error("two-factor is on before the key was confirmed")
+	}
+	code, err := totp.GenerateCode(key.Secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := fmt.Sprintf("%06d", (mustAtoi(t, code)+1)%1_000_000)
+	ann.do("POST", "/api/v1/account/totp/confirm", map[string]string{"enrolment": key.Enrolment, "code": wrong}).problem(t, "a wrong code", http.StatusForbidden, "wrong_password")
+	ann.do("POST", "/api/v1/account/totp/confirm", map[string]string{"enrolment": key.Enrolment + "x", "code": code}).problem(t, "a forged enrolment", http.StatusBadRequest, "invalid_request")
+	ann.want("POST", "/api/v1/account/totp/confirm", map[string]string{"enrolment": key.Enrolment, "code": code}, http.StatusNoContent, nil)
+	ann.want("GET", "/api/v1/account", nil, http.StatusOK, &acct)
+	if !acct.TOTP {
+		t.Error("two-factor is not on after the confirmation")
+	}
+	u, err := url.Parse(key.URI)
+	if err != nil || u.Query().Get("secret") != key.Secret {
+		t.Errorf("the URI %q does not hold the secret", key.URI)
+	}
+
+	// A new password: the current one first; the user's tokens are then
+	// revoked.
+	ann.do("POST", "/api/v1/account/password", map[string]string{"current": "wrong password", "new": "a new long password"}).problem(t, "a wrong current password", http.StatusForbidden, "wrong_password")
+	ann.do("POST", "/api/v1/account/password", map[string]string{"current": "ann's correct horse", "new": "short"}).problem(t, "a short new password", http.StatusBadRequest, "invalid_request")
+	ann.want("POST", "/api/v1/account/password", map[string]string{"current": "ann's correct horse", "new": "a new long password"}, http.StatusNoContent, nil)
+	ann.do("GET", "/api/v1/account", nil).problem(t, "the old token after the change", http.StatusUnauthorized, "invalid_token")
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
