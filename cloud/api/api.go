@@ -245,13 +245,21 @@ type deviceHandler func(w http.ResponseWriter, r *http.Request, d *store.Device)
 
 // onDevice serves a route on the device {id} as onTrack does on a track;
 // the route takes no query parameters.
+// caller is the prologue of a route that takes no query parameters: the
+// caller's user, or false once it answered an error.
+func (s *Server) caller(w http.ResponseWriter, r *http.Request, scope string) (*store.User, bool) {
+	u, _, ok := s.cfg.Auth.APICaller(w, r, scope)
+	if !ok {
+		return nil, false
+	}
+	_, ok = query(w, r)
+	return u, ok
+}
+
 func (s *Server) onDevice(scope string, h deviceHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, _, ok := s.cfg.Auth.APICaller(w, r, scope)
+		u, ok := s.caller(w, r, scope)
 		if !ok {
-			return
-		}
-		if _, ok := query(w, r); !ok {
 			return
 		}
 		if d := s.ownDevice(w, r, u, r.PathValue("id"), "id"); d != nil {

@@ -72,11 +72,8 @@ func (s *Server) deviceOut(r *http.Request, d *store.Device) (*deviceJSON, error
 // listDevices serves GET /api/v1/devices: the user's devices, each as GET
 // /api/v1/devices/{id} describes it.
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeDevicesRead)
+	u, ok := s.caller(w, r, ScopeDevicesRead)
 	if !ok {
-		return
-	}
-	if _, ok := query(w, r); !ok {
 		return
 	}
 	devs, err := s.st.Devices(r.Context(), u.ID)

@@ -198,11 +198,8 @@ func (s *Server) listableDevice(w http.ResponseWriter, r *http.Request, u *store
 // starts recording a track now; 409 when it already records one someone
 // started.
 func (s *Server) startTrack(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.cfg.Auth.APICaller(w, r, ScopeTracksWrite)
+	u, ok := s.caller(w, r, ScopeTracksWrite)
 	if !ok {
-		return
-	}
-	if _, ok := query(w, r); !ok {
 		return
 	}
 	var req struct {

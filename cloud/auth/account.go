@@ -33,16 +33,21 @@ type totpEnrolment struct {
 	Expires time.Time `json:"e"`
 }
 
-// readBody decodes a small JSON request body into v, answering 400 when it
-// is not one.
-func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// accountCall is the prologue of the account API's changes: the caller's
+// user, and the JSON request body decoded into v; false once it answered an
+// error.
+func (s *Server) accountCall(w http.ResponseWriter, r *http.Request, v any) (*store.User, bool) {
+	u, ok := s.APIUser(w, r, ScopeOpenID)
+	if !ok {
+		return nil, false
+	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		problem.Write(w, problem.InvalidRequest, "body: "+err.Error(), nil)
-		return false
+		return nil, false
 	}
-	return true
+	return u, true
 }
 
 // account serves GET /api/v1/account.
@@ -81,15 +86,12 @@ func (s *Server) reauthenticate(w http.ResponseWriter, r *http.Request, u *store
 // The user's grants are revoked (as by `cloud user passwd`): every client
 // signs in again.
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.APIUser(w, r, ScopeOpenID)
-	if !ok {
-		return
-	}
 	var req struct {
 		Current string `json:"current"`
 		New     string `json:"new"`
 	}
-	if !readBody(w, r, &req) || !s.reauthenticate(w, r, u, req.Current) {
+	u, ok := s.accountCall(w, r, &req)
+	if !ok || !s.reauthenticate(w, r, u, req.Current) {
 		return
 	}
 	if err := checkPassword(req.New); err != nil {
@@ -109,14 +111,11 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 // (RFC 6238: SHA-1, 6 digits, 30 s, 160 bits) as its secret, its otpauth://
 // URI and the sealed enrolment to confirm.
 func (s *Server) startTOTP(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.APIUser(w, r, ScopeOpenID)
-	if !ok {
-		return
-	}
 	var req struct {
 		Password string `json:"password"`
 	}
-	if !readBody(w, r, &req) || !s.reauthenticate(w, r, u, req.Password) {
+	u, ok := s.accountCall(w, r, &req)
+	if !ok || !s.reauthenticate(w, r, u, req.Password) {
 		return
 	}
 	key, err := totp.Generate(totp.GenerateOpts{Issuer: "trackgate", AccountName: u.Name})
@@ -139,15 +138,12 @@ func (s *Server) startTOTP(w http.ResponseWriter, r *http.Request) {
 // (replacing one revokes the user's grants, as `cloud user totp` does) and
 // the code is spent.
 func (s *Server) confirmTOTP(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.APIUser(w, r, ScopeOpenID)
-	if !ok {
-		return
-	}
 	var req struct {
 		Enrolment string `json:"enrolment"`
 		Code      string `json:"code"`
 	}
-	if !readBody(w, r, &req) {
+	u, ok := s.accountCall(w, r, &req)
+	if !ok {
 		return
 	}
 	var e totpEnrolment
