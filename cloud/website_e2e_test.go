@@ -175,6 +175,12 @@ func TestWebsiteInBrowser(t *testing.T) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	for _, pattern := range []string{"*.png", "*.gpx", "results.json"} { // of an earlier run
+		old, _ := filepath.Glob(filepath.Join(out, pattern))
+		for _, f := range old {
+			os.Remove(f)
+		}
+	}
 	runCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, "node", "e2e/scenario.mjs")
