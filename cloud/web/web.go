@@ -161,7 +161,7 @@ func tileSource(tmpl string) (string, error) {
 		return "", nil
 	}
 	u, err := url.Parse(strings.ReplaceAll(tmpl, "{s}", "s"))
-	if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" ||
+	if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" || strings.ContainsAny(tmpl, " \t\r\n;,'\"") ||
 		!strings.Contains(tmpl, "{z}") || !strings.Contains(tmpl, "{x}") || !strings.Contains(tmpl, "{y}") {
 		return "", fmt.Errorf("web: tiles URL %q: want an http(s) template with {z}, {x} and {y}", tmpl)
 	}
