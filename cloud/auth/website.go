@@ -291,7 +291,7 @@ func (s *Server) WebPage(w http.ResponseWriter, r *http.Request) (*WebSession, b
 		_, err = s.webAccess(w, r)
 	}
 	if err != nil {
-		if _, had := r.Cookie(webAccessCookie); had == nil {
+		if _, err := r.Cookie(webAccessCookie); err == nil {
 			webCookie(w, webAccessCookie, "", 0)
 		}
 		pageHeaders(w)
