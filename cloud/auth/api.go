@@ -144,14 +144,31 @@ func (s *Server) removeDevice(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// bearer checks the request's bearer API token and its scope, answering 401
-// or 403 as RFC 6750 §3 says when it fails. A device token (the broker's
+// bearer checks the request's bearer API token (or the website's cookies)
+// and its scope, answering 401 or 403 as RFC 6750 §3 says when it fails. A device token (the broker's
 // audience) gets 403: it is genuine but not for the API.
 func (s *Server) bearer(w http.ResponseWriter, r *http.Request, scope string) (*token.Claims, bool) {
-	auth := r.Header.Get("Authorization")
-	if auth == "" && s.websiteCall(r) {
-		return s.cookieCaller(w, r, scope)
+	var c *token.Claims
+	var ok bool
+	if auth := r.Header.Get("Authorization"); auth == "" && s.websiteCall(r) {
+		c, ok = s.cookieClaims(w, r)
+	} else {
+		c, ok = s.bearerClaims(w, r, auth)
 	}
+	if !ok {
+		return nil, false
+	}
+	if !c.HasScope(scope) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope", scope="`+scope+`"`)
+		problem.Write(w, problem.InsufficientScope, "needs scope "+scope, nil)
+		return nil, false
+	}
+	return c, true
+}
+
+// bearerClaims verifies the bearer token of Authorization header auth,
+// answering 401 (or 403 to a device token) when it fails.
+func (s *Server) bearerClaims(w http.ResponseWriter, r *http.Request, auth string) (*token.Claims, bool) {
 	raw, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || raw == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate"`)
@@ -171,11 +188,6 @@ func (s *Server) bearer(w http.ResponseWriter, r *http.Request, scope string) (*
 		problem.Write(w, problem.InvalidToken, err.Error(), nil)
 		return nil, false
 	}
-	if !c.HasScope(scope) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope", scope="`+scope+`"`)
-		problem.Write(w, problem.InsufficientScope, "needs scope "+scope, nil)
-		return nil, false
-	}
 	return c, true
 }
 
@@ -190,25 +202,22 @@ func (s *Server) websiteCall(r *http.Request) bool {
 	return false
 }
 
-// cookieCaller authenticates an API call of the website by its cookies:
+// cookieClaims authenticates an API call of the website by its cookies:
 // the access token (refreshed on the server when its cookie is gone), and
 // for a call that changes something the origin and the session's
 // anti-CSRF token (AUTH.md item 115). It answers 401 without a valid
-// session, 403 on a CSRF failure or a missing scope.
-func (s *Server) cookieCaller(w http.ResponseWriter, r *http.Request, scope string) (*token.Claims, bool) {
-	c, err := s.webAccess(w, r)
+// session, 403 on a CSRF failure.
+func (s *Server) cookieClaims(w http.ResponseWriter, r *http.Request) (*token.Claims, bool) {
+	ws := s.webSession(r)
+	c, err := s.webAccess(w, r, ws)
 	if err != nil {
 		webCookie(w, webAccessCookie, "", 0)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="invalid_token"`)
 		problem.Write(w, problem.InvalidToken, "the website session ended: sign in again", nil)
 		return nil, false
 	}
-	if !safeMethod(r.Method) && !s.csrfOK(r, s.webSession(r)) {
+	if !safeMethod(r.Method) && !s.csrfOK(r, ws) {
 		problem.Write(w, problem.CSRF, "missing or wrong "+CSRFHeader+", or another origin", nil)
-		return nil, false
-	}
-	if !c.HasScope(scope) {
-		problem.Write(w, problem.InsufficientScope, "needs scope "+scope, nil)
 		return nil, false
 	}
 	return c, true

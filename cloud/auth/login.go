@@ -40,18 +40,24 @@ func (s *Server) clearCookie(w http.ResponseWriter, name string) {
 
 // session returns the request's sign-in session, or nil.
 func (s *Server) session(r *http.Request) *store.Session {
-	c, err := r.Cookie(s.cookieName(sessionCookie))
+	return byCookie(s, r, s.cookieName(sessionCookie), s.st.Session)
+}
+
+// byCookie returns what the request's cookie name identifies, found by the
+// hash of its value, or nil when there is none.
+func byCookie[T any](s *Server, r *http.Request, name string, find func(context.Context, string) (*T, error)) *T {
+	c, err := r.Cookie(name)
 	if err != nil || c.Value == "" {
 		return nil
 	}
-	ss, err := s.st.Session(r.Context(), hashSecret(c.Value))
+	v, err := find(r.Context(), hashSecret(c.Value))
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("session lookup", "err", err)
+			s.log.Error("lookup by cookie", "cookie", name, "err", err)
 		}
 		return nil
 	}
-	return ss
+	return v
 }
 
 // complete reports whether a session has every factor its user has: the

@@ -189,18 +189,7 @@ func (s *Server) setAccessCookie(w http.ResponseWriter, raw string, c *token.Cla
 
 // webSession returns the request's website session, or nil.
 func (s *Server) webSession(r *http.Request) *store.WebSession {
-	c, err := r.Cookie(webSessionCookie)
-	if err != nil || c.Value == "" {
-		return nil
-	}
-	ws, err := s.st.WebSession(r.Context(), hashSecret(c.Value))
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("web session lookup", "err", err)
-		}
-		return nil
-	}
-	return ws
+	return byCookie(s, r, webSessionCookie, s.st.WebSession)
 }
 
 // errNoWebSession is why a request has no website access token.
@@ -208,9 +197,9 @@ var errNoWebSession = errors.New("not signed in at the website")
 
 // webAccess returns the claims of the request's website access token: from
 // its cookie when there is one (an expired or invalid one is an error),
-// else refreshed on the server from the website session, setting the new
-// cookie on w.
-func (s *Server) webAccess(w http.ResponseWriter, r *http.Request) (*token.Claims, error) {
+// else refreshed on the server from the request's website session ws (nil
+// when it has none), setting the new cookie on w.
+func (s *Server) webAccess(w http.ResponseWriter, r *http.Request, ws *store.WebSession) (*token.Claims, error) {
 	if c, err := r.Cookie(webAccessCookie); err == nil {
 		claims, err := s.apiVerifier.Verify(r.Context(), c.Value)
 		switch {
@@ -222,7 +211,6 @@ func (s *Server) webAccess(w http.ResponseWriter, r *http.Request) (*token.Claim
 		}
 		return claims, err
 	}
-	ws := s.webSession(r)
 	if ws == nil {
 		return nil, errNoWebSession
 	}
@@ -288,7 +276,7 @@ func (s *Server) WebPage(w http.ResponseWriter, r *http.Request) (*WebSession, b
 	if ws == nil {
 		err = errNoWebSession
 	} else {
-		_, err = s.webAccess(w, r)
+		_, err = s.webAccess(w, r, ws)
 	}
 	if err != nil {
 		if _, err := r.Cookie(webAccessCookie); err == nil {
