@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"trackgate/cloud/auth"
 	"trackgate/cloud/influx"
 	"trackgate/cloud/ingest"
+	"trackgate/cloud/jobs"
 	"trackgate/cloud/store"
 	"trackgate/cloud/tracks"
 	"trackgate/cloud/web"
@@ -41,6 +43,10 @@ type Config struct {
 	Data   string            // data directory: the SQL store and the signing keys
 	Auth   auth.Config       // the authorization server
 	Web    WebConfig         // the website
+	// ImportMaxMB is the largest import upload, in MiB (default 1024);
+	// ImportBatchSize the positions per InfluxDB write of an import.
+	ImportMaxMB     int64
+	ImportBatchSize int
 	// MQTTPasswordFile holds the ingest bridge's MQTT password; without
 	// it the bridge presents a broker token the cloud signs itself.
 	MQTTPasswordFile string
@@ -102,6 +108,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Influx.Org, "influx-org", "trackgate", "InfluxDB organisation (ignored by InfluxDB 1.x)")
 	fs.StringVar(&c.Influx.Bucket, "influx-bucket", "trackgate", "InfluxDB bucket (on 1.x: database or database/retention-policy)")
 	fs.StringVar(&c.Influx.Token, "influx-token", "", "InfluxDB API `token` (on 1.x: user:password, or empty when auth is off)")
+	fs.Int64Var(&c.ImportMaxMB, "import-max-mb", 1024, "largest file an import takes, in MiB")
+	fs.IntVar(&c.ImportBatchSize, "import-batch-size", 5000, "positions per InfluxDB write of an import")
 	fs.IntVar(&c.Ingest.BatchSize, "ingest-batch-size", 5000, "positions per InfluxDB write")
 	fs.DurationVar(&c.Ingest.BatchWait, "ingest-batch-wait", 100*time.Millisecond, "longest wait to fill a batch")
 	fs.IntVar(&c.Ingest.MaxUnacked, "ingest-max-unacked", 50000, "messages held unacknowledged at most (backpressure beyond)")
@@ -267,7 +275,12 @@ func (c *Cloud) Run(ctx context.Context) error {
 	var rest *api.Server
 	trk := tracks.New(tracks.Config{Store: st, Points: c.influx, Logger: c.cfg.Logger.With("component", "tracks"),
 		Live: func(e tracks.Event) { rest.Publish(e) }, Watched: func(owner int64) bool { return rest.Watched(owner) }})
-	rest = api.New(api.Config{Auth: a, Store: st, Tracks: trk, Logger: c.cfg.Logger.With("component", "api")})
+	jb, err := jobs.New(jobs.Config{Store: st, Points: c.influx, Tracks: trk, Dir: filepath.Join(c.cfg.Data, "imports"),
+		MaxUpload: c.cfg.ImportMaxMB << 20, BatchSize: c.cfg.ImportBatchSize, Logger: c.cfg.Logger.With("component", "jobs")})
+	if err != nil {
+		return fmt.Errorf("cloud: %w", err)
+	}
+	rest = api.New(api.Config{Auth: a, Store: st, Tracks: trk, Jobs: jb, Logger: c.cfg.Logger.With("component", "api")})
 	rest.Mount(c.http.Handle)
 	c.site.Mount(c.http.Handle)
 	c.tracks.Store(trk)
@@ -277,6 +290,7 @@ func (c *Cloud) Run(ctx context.Context) error {
 	g.Go(func() error { return c.http.Run(ctx) })
 	g.Go(func() error { return c.bridge.Run(ctx) })
 	g.Go(func() error { return trk.Run(ctx) })
+	g.Go(func() error { return jb.Run(ctx) })
 	if c.cfg.TLS.Redirect != "" {
 		g.Go(func() error {
 			return runRedirect(ctx, c.cfg.TLS.Redirect, c.redirect, c.cfg.Logger.With("component", "http"))

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"trackgate/cloud/jobs"
 	"trackgate/cloud/problem"
 	"trackgate/cloud/store"
 	"trackgate/cloud/tracks"
@@ -44,6 +45,8 @@ type Store interface {
 	HasTracks(ctx context.Context, ownerID int64, device string) (bool, error)
 	DeviceStateOf(ctx context.Context, device string) (*store.DeviceState, error)
 	SetDeviceSettings(ctx context.Context, id, name string, autoSplit time.Duration) error
+	Job(ctx context.Context, id string) (*store.Job, error)
+	JobList(ctx context.Context, f store.JobFilter) ([]*store.Job, error)
 }
 
 // Scopes of the API's routes.
@@ -59,6 +62,7 @@ type Config struct {
 	Auth   Auth
 	Store  Store
 	Tracks *tracks.Service
+	Jobs   *jobs.Service
 	Logger *slog.Logger
 	Now    func() time.Time // default time.Now
 }
@@ -109,6 +113,10 @@ func (s *Server) Routes() []Route {
 		{"PATCH", "/api/v1/devices/{id}", s.onDevice(ScopeDevicesWrite, s.patchDevice)},
 		{"GET", "/api/v1/devices/{id}/last", s.onDevice(ScopeDevicesRead, s.deviceLast)},
 		{"GET", "/api/v1/live", s.liveStream},
+		{"POST", "/api/v1/imports", s.createImport},
+		{"GET", "/api/v1/jobs", s.listJobs},
+		{"GET", "/api/v1/jobs/{id}", s.onJob(ScopeTracksRead, s.getJob)},
+		{"POST", "/api/v1/jobs/{id}/cancel", s.onJob(ScopeTracksWrite, s.cancelJob)},
 	}
 }
 

@@ -85,12 +85,19 @@ func timeParam(w http.ResponseWriter, q url.Values, name string) (time.Time, boo
 	return t, true
 }
 
-// encodeCursor makes the cursor continuing a listing after t.
-func encodeCursor(t *store.Track) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(t.Started.UnixNano(), 10) + "." + t.ID))
+// cursor is a position in a listing: the instant and id of the last item
+// of a page.
+type cursor struct {
+	At time.Time
+	ID string
 }
 
-func decodeCursor(s string) (*store.TrackCursor, error) {
+// encodeCursor makes the cursor continuing a listing after c.
+func encodeCursor(c cursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.At.UnixNano(), 10) + "." + c.ID))
+}
+
+func decodeCursor(s string) (*cursor, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) > 64 {
 		return nil, errors.New("not a cursor this API gave")
@@ -100,7 +107,41 @@ func decodeCursor(s string) (*store.TrackCursor, error) {
 	if !ok || err != nil || !tracks.ValidID(id) {
 		return nil, errors.New("not a cursor this API gave")
 	}
-	return &store.TrackCursor{Started: time.Unix(0, n).UTC(), ID: id}, nil
+	return &cursor{At: time.Unix(0, n).UTC(), ID: id}, nil
+}
+
+// pageParams reads a listing's limit and cursor parameters; it answers 400
+// and returns false when one is malformed.
+func pageParams(w http.ResponseWriter, q url.Values) (limit int, after *cursor, ok bool) {
+	limit = DefaultLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxLimit {
+			problem.Parameter(w, "limit", fmt.Sprintf("want a whole number from 1 to %d", MaxLimit))
+			return 0, nil, false
+		}
+		limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		c, err := decodeCursor(v)
+		if err != nil {
+			problem.Parameter(w, "cursor", err.Error())
+			return 0, nil, false
+		}
+		after = c
+	}
+	return limit, after, true
+}
+
+// nextPage links the page after the one ending at last (Link header) and
+// returns its cursor.
+func nextPage(w http.ResponseWriter, r *http.Request, q url.Values, last cursor) string {
+	c := encodeCursor(last)
+	next := *r.URL
+	q.Set("cursor", c)
+	next.RawQuery = q.Encode()
+	w.Header().Set("Link", "<"+next.RequestURI()+`>; rel="next"`)
+	return c
 }
 
 // listTracks serves GET /api/v1/tracks?device=&from=&to=&limit=&cursor=:
@@ -114,7 +155,7 @@ func (s *Server) listTracks(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	f := store.TrackFilter{OwnerID: u.ID, Limit: DefaultLimit}
+	f := store.TrackFilter{OwnerID: u.ID}
 	if f.From, ok = timeParam(w, q, "from"); !ok {
 		return
 	}
@@ -125,21 +166,12 @@ func (s *Server) listTracks(w http.ResponseWriter, r *http.Request) {
 		problem.Parameter(w, "to", "before from")
 		return
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxLimit {
-			problem.Parameter(w, "limit", fmt.Sprintf("want a whole number from 1 to %d", MaxLimit))
-			return
-		}
-		f.Limit = n
+	var after *cursor
+	if f.Limit, after, ok = pageParams(w, q); !ok {
+		return
 	}
-	if v := q.Get("cursor"); v != "" {
-		c, err := decodeCursor(v)
-		if err != nil {
-			problem.Parameter(w, "cursor", err.Error())
-			return
-		}
-		f.After = c
+	if after != nil {
+		f.After = &store.TrackCursor{Started: after.At, ID: after.ID}
 	}
 	if f.Device = q.Get("device"); f.Device != "" {
 		if !s.listableDevice(w, r, u, f.Device) {
@@ -159,12 +191,7 @@ func (s *Server) listTracks(w http.ResponseWriter, r *http.Request) {
 	}{Tracks: make([]trackJSON, 0, len(ts))}
 	if len(ts) > want {
 		ts = ts[:want]
-		out.NextCursor = encodeCursor(ts[want-1])
-		next := *r.URL
-		nq := q
-		nq.Set("cursor", out.NextCursor)
-		next.RawQuery = nq.Encode()
-		w.Header().Set("Link", "<"+next.RequestURI()+`>; rel="next"`)
+		out.NextCursor = nextPage(w, r, q, cursor{ts[want-1].Started, ts[want-1].ID})
 	}
 	for _, t := range ts {
 		out.Tracks = append(out.Tracks, trackOut(t))

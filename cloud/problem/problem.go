@@ -49,6 +49,12 @@ var (
 		"The current password, or the two-factor code, is not right."}
 	TooManyAttempts = Type{"too-many-attempts", "Too many attempts", http.StatusTooManyRequests,
 		"Too many wrong passwords or codes; wait the minutes the detail says and try again."}
+	TooLarge = Type{"too-large", "Upload too large", http.StatusRequestEntityTooLarge,
+		"The uploaded file is larger than the largest import the server takes (the detail says how large); split it and import the parts."}
+	UnknownFormat = Type{"unknown-format", "Unknown file format", http.StatusUnsupportedMediaType,
+		"The uploaded file is not GPX, an NMEA log, GeoJSON or CSV, or its format could not be told from its first bytes; name it with the format parameter."}
+	JobEnded = Type{"job-ended", "The job has ended", http.StatusConflict,
+		"The job has already completed, failed or been cancelled; its state member says which."}
 	Unavailable = Type{"unavailable", "Temporarily unavailable", http.StatusServiceUnavailable,
 		"A store the cloud depends on (InfluxDB or the SQL store) did not answer. Try again shortly."}
 	ServerError = Type{"server-error", "Internal error", http.StatusInternalServerError,
@@ -57,7 +63,7 @@ var (
 
 // Types lists every problem type.
 var Types = []Type{InvalidToken, InsufficientScope, NotFound, InvalidParameter, InvalidRequest, Conflict, Recording, NotRecording,
-	CSRF, WrongPassword, TooManyAttempts, Unavailable, ServerError}
+	CSRF, WrongPassword, TooManyAttempts, TooLarge, UnknownFormat, JobEnded, Unavailable, ServerError}
 
 // Write answers a problem of type t with detail and extension members ext
 // (which may be nil).

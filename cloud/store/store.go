@@ -211,6 +211,31 @@ var migrations = []string{
 		expires_at TIMESTAMP NOT NULL
 	);
 	CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);`,
+	// 6: jobs (imports of track files), their state and progress.
+	`CREATE TABLE jobs (
+		id               TEXT PRIMARY KEY,
+		owner_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		kind             TEXT NOT NULL,
+		device_id        TEXT NOT NULL,
+		state            TEXT NOT NULL,
+		name             TEXT NOT NULL DEFAULT '',
+		file_name        TEXT NOT NULL DEFAULT '',
+		format           TEXT NOT NULL DEFAULT '',
+		size_bytes       BIGINT NOT NULL DEFAULT 0,
+		sha256           TEXT NOT NULL DEFAULT '',
+		progress         INTEGER NOT NULL DEFAULT 0,
+		total_items      BIGINT NOT NULL DEFAULT -1,
+		processed_items  BIGINT NOT NULL DEFAULT 0,
+		skipped_items    BIGINT NOT NULL DEFAULT 0,
+		track_id         TEXT NOT NULL DEFAULT '',
+		error            TEXT NOT NULL DEFAULT '',
+		cancel_requested INTEGER NOT NULL DEFAULT 0,
+		created_ns       BIGINT NOT NULL,
+		started_ns       BIGINT,
+		ended_ns         BIGINT
+	);
+	CREATE INDEX jobs_owner ON jobs(owner_id, created_ns DESC, id DESC);
+	CREATE INDEX jobs_open ON jobs(state, created_ns) WHERE state IN ('pending', 'running');`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -215,6 +215,50 @@ func (s *Service) Start(ctx context.Context, d *store.Device, name string, at ti
 	return out, nil
 }
 
+// Imported files the span from first to last of positions imported for
+// device d as a stopped track named name, its summary to be computed from
+// the points. Importing is idempotent: when d already has a track someone
+// made with exactly that span, that track is returned (created false) and
+// no other is made. Other tracks overlapping the span have their summaries
+// computed again, as they may hold imported points.
+func (s *Service) Imported(ctx context.Context, d *store.Device, name string, first, last time.Time) (t *store.Track, created bool, err error) {
+	if err := CheckName(name); err != nil {
+		return nil, false, err
+	}
+	first, last = first.UTC(), last.UTC()
+	err = s.st.InTrackTx(ctx, func(tx *store.TrackTx) error {
+		t, created = nil, false
+		tracks, err := tx.Around(d, first, last)
+		if err != nil {
+			return err
+		}
+		for _, o := range tracks {
+			if !o.Auto && o.Stopped != nil && o.Started.Equal(first) && o.Stopped.Equal(last) {
+				t = o
+				return nil
+			}
+		}
+		for _, o := range tracks {
+			if o.Holds(first) || o.Holds(last) || (o.Started.After(first) && o.Started.Before(last)) {
+				o.Dirty = true
+				if err := tx.Save(o); err != nil {
+					return err
+				}
+			}
+		}
+		t = &store.Track{ID: NewID(), OwnerID: d.OwnerID, Device: d.ID, Name: name, Started: first, Stopped: &last, Touched: s.cfg.Now(), Dirty: true}
+		created = true
+		return tx.Save(t)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if created {
+		s.log.Info("track imported", "track", t.ID, "device", d.ID, "from", first, "to", last)
+	}
+	return t, created, nil
+}
+
 // Stop ends track t at instant at (at the latest: its span ends no later
 // than at); ErrNotRecording if it has stopped.
 func (s *Service) Stop(ctx context.Context, t *store.Track, at time.Time) (*store.Track, error) {

@@ -1,0 +1,398 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"trackgate/internal/config"
+)
+
+// track is a track as the API describes it.
+type track struct {
+	ID        string     `json:"id"`
+	Device    string     `json:"device"`
+	Name      string     `json:"name"`
+	Auto      bool       `json:"auto"`
+	Recording bool       `json:"recording"`
+	Started   time.Time  `json:"started"`
+	Stopped   *time.Time `json:"stopped"`
+	Summary   struct {
+		Points   int     `json:"points"`
+		Distance float64 `json:"distance_m"`
+		Duration float64 `json:"duration_s"`
+		Moving   float64 `json:"moving_s"`
+		MaxSpeed float64 `json:"max_speed_mps"`
+		AvgSpeed float64 `json:"avg_speed_mps"`
+		Gain     float64 `json:"elevation_gain_m"`
+		Loss     float64 `json:"elevation_loss_m"`
+	} `json:"summary"`
+	Stale bool `json:"stale"`
+}
+
+// printJSON writes v indented.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes rows under a header, aligned.
+func table(w io.Writer, header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+func localTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04") }
+
+func km(m float64) string { return strconv.FormatFloat(m/1000, 'f', 2, 64) + " km" }
+
+func duration(s float64) string {
+	return (time.Duration(s) * time.Second).Round(time.Second).String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+var tracksLsFlags struct {
+	device, from, to string
+	limit            int
+	all              bool
+}
+
+var tracksLs = command{name: "ls", usage: "[--device D] [--from T] [--to T] [--limit N] [--all]",
+	flags: func(fs *flag.FlagSet) {
+		fs.StringVar(&tracksLsFlags.device, "device", "", "only this device's tracks")
+		fs.StringVar(&tracksLsFlags.from, "from", "", "only tracks reaching this RFC 3339 `instant` or later")
+		fs.StringVar(&tracksLsFlags.to, "to", "", "only tracks started at this RFC 3339 `instant` or earlier")
+		fs.IntVar(&tracksLsFlags.limit, "limit", 50, "at most this many tracks (1–500)")
+		fs.BoolVar(&tracksLsFlags.all, "all", false, "every track, page after page")
+	},
+	run: func(e *env, args []string) error {
+		if err := needArgs(args, 0, 0, "no arguments"); err != nil {
+			return err
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		f := tracksLsFlags
+		q := url.Values{"limit": {strconv.Itoa(f.limit)}}
+		for k, v := range map[string]string{"device": f.device, "from": f.from, "to": f.to} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		all := []track{}
+		for {
+			var page struct {
+				Tracks     []track `json:"tracks"`
+				NextCursor string  `json:"next_cursor"`
+			}
+			if err := c.call(e.ctx, "GET", "/api/v1/tracks", q, nil, &page); err != nil {
+				return err
+			}
+			all = append(all, page.Tracks...)
+			if !f.all || page.NextCursor == "" {
+				break
+			}
+			q.Set("cursor", page.NextCursor)
+		}
+		if e.json {
+			return printJSON(e.stdout, all)
+		}
+		rows := make([][]string, 0, len(all))
+		for _, t := range all {
+			state := "stopped"
+			if t.Recording {
+				state = "recording"
+			}
+			rows = append(rows, []string{t.ID, t.Device, orDash(t.Name), localTime(t.Started), duration(t.Summary.Duration),
+				km(t.Summary.Distance), strconv.Itoa(t.Summary.Points), state})
+		}
+		return table(e.stdout, []string{"ID", "DEVICE", "NAME", "STARTED", "DURATION", "DISTANCE", "POINTS", "STATE"}, rows)
+	}}
+
+var tracksShow = command{name: "show", usage: "ID", run: func(e *env, args []string) error {
+	if err := needArgs(args, 1, 1, "a track id"); err != nil {
+		return err
+	}
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.call(e.ctx, "GET", "/api/v1/tracks/"+url.PathEscape(args[0]), nil, nil, &raw); err != nil {
+		return err
+	}
+	if e.json {
+		_, err := e.stdout.Write(raw)
+		return err
+	}
+	var t track
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return err
+	}
+	stopped := "recording"
+	if t.Stopped != nil {
+		stopped = localTime(*t.Stopped)
+	}
+	s := t.Summary
+	rows := [][]string{
+		{"id", t.ID}, {"name", orDash(t.Name)}, {"device", t.Device}, {"started", localTime(t.Started)}, {"stopped", stopped},
+		{"points", strconv.Itoa(s.Points)}, {"distance", km(s.Distance)}, {"duration", duration(s.Duration)},
+		{"moving", duration(s.Moving)}, {"avg speed", fmt.Sprintf("%.1f km/h", s.AvgSpeed*3.6)},
+		{"max speed", fmt.Sprintf("%.1f km/h", s.MaxSpeed*3.6)}, {"climb", fmt.Sprintf("%.0f m up, %.0f m down", s.Gain, s.Loss)},
+	}
+	if t.Stale {
+		rows = append(rows, []string{"note", "the summary is being computed again"})
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	return tw.Flush()
+}}
+
+var tracksExportFlags struct {
+	format, out string
+	simplify    float64
+}
+
+var tracksExport = command{name: "export", usage: "ID [--format gpx|geojson|csv|json] [--simplify M] [-o FILE]",
+	flags: func(fs *flag.FlagSet) {
+		fs.StringVar(&tracksExportFlags.format, "format", "gpx", "gpx, geojson, csv or json")
+		fs.StringVar(&tracksExportFlags.out, "o", "", "write to this `file` (default: standard output)")
+		fs.Float64Var(&tracksExportFlags.simplify, "simplify", 0, "simplify the line to this tolerance, in `metres`")
+	},
+	run: func(e *env, args []string) error {
+		if err := needArgs(args, 1, 1, "a track id"); err != nil {
+			return err
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		f := tracksExportFlags
+		q := url.Values{"format": {f.format}}
+		if f.simplify > 0 {
+			q.Set("simplify", strconv.FormatFloat(f.simplify, 'f', -1, 64))
+		}
+		resp, err := c.send(e.ctx, "GET", "/api/v1/tracks/"+url.PathEscape(args[0])+"/points", q, nil, "", -1)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if f.out == "" || f.out == "-" {
+			_, err = io.Copy(e.stdout, resp.Body)
+			return err
+		}
+		tmp, err := os.CreateTemp(filepath.Dir(f.out), ".trackctl-export-*")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		n, err := io.Copy(tmp, resp.Body)
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("export to %s: %w", f.out, err)
+		}
+		if err := os.Rename(tmp.Name(), f.out); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "Wrote %s (%d bytes).\n", f.out, n)
+		return nil
+	}}
+
+var tracksRm = command{name: "rm", usage: "ID...", run: func(e *env, args []string) error {
+	if err := needArgs(args, 1, -1, "one or more track ids"); err != nil {
+		return err
+	}
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	for _, id := range args {
+		if err := c.call(e.ctx, "DELETE", "/api/v1/tracks/"+url.PathEscape(id), nil, nil, nil); err != nil {
+			return fmt.Errorf("delete track %s: %w", id, err)
+		}
+		if !e.json {
+			fmt.Fprintf(e.stderr, "Deleted track %s and its points.\n", id)
+		}
+	}
+	return nil
+}}
+
+// device is a device as the API describes it.
+type device struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	AutoSplit int        `json:"auto_split"`
+	Recording string     `json:"recording"`
+	LastSeen  *time.Time `json:"last_seen"`
+}
+
+var devicesLs = command{name: "ls", usage: "", run: func(e *env, args []string) error {
+	if err := needArgs(args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.call(e.ctx, "GET", "/api/v1/devices", nil, nil, &raw); err != nil {
+		return err
+	}
+	var out struct {
+		Devices []device `json:"devices"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	if e.json {
+		return printJSON(e.stdout, out.Devices)
+	}
+	rows := make([][]string, 0, len(out.Devices))
+	for _, d := range out.Devices {
+		seen := "never"
+		if d.LastSeen != nil {
+			seen = localTime(*d.LastSeen)
+		}
+		split := "off"
+		if d.AutoSplit > 0 {
+			split = (time.Duration(d.AutoSplit) * time.Minute).String()
+		}
+		rows = append(rows, []string{d.ID, orDash(d.Name), seen, orDash(d.Recording), split})
+	}
+	return table(e.stdout, []string{"ID", "NAME", "LAST SEEN", "RECORDING", "AUTO TRACKS"}, rows)
+}}
+
+var devicesAddFlags struct{ name string }
+
+var devicesAdd = command{name: "add", usage: "ID [--name N]",
+	flags: func(fs *flag.FlagSet) { fs.StringVar(&devicesAddFlags.name, "name", "", "the device's display name") },
+	run: func(e *env, args []string) error {
+		if err := needArgs(args, 1, 1, "a device id"); err != nil {
+			return err
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		var out struct {
+			ID    string `json:"id"`
+			Name  string `json:"name"`
+			Token string `json:"token"`
+		}
+		if err := c.call(e.ctx, "POST", "/api/v1/devices", nil, map[string]string{"id": args[0], "name": devicesAddFlags.name}, &out); err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, out)
+		}
+		fmt.Fprintf(e.stderr, "Registered %s. Its device token (its MQTT password, user name %s) is shown only now:\n", out.ID, out.ID)
+		fmt.Fprintln(e.stdout, out.Token)
+		return nil
+	}}
+
+var devicesRm = command{name: "rm", usage: "ID", run: func(e *env, args []string) error {
+	if err := needArgs(args, 1, 1, "a device id"); err != nil {
+		return err
+	}
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	if err := c.call(e.ctx, "DELETE", "/api/v1/devices/"+url.PathEscape(args[0]), nil, nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "Removed device %s; its token no longer connects. Its tracks are kept.\n", args[0])
+	return nil
+}}
+
+var recordFlags struct{ device, name string }
+
+func recordFlagSet(name bool) func(fs *flag.FlagSet) {
+	return func(fs *flag.FlagSet) {
+		fs.StringVar(&recordFlags.device, "device", "", "the `device` that records (required)")
+		if name {
+			fs.StringVar(&recordFlags.name, "name", "", "the track's name")
+		}
+	}
+}
+
+var recordStart = command{name: "start", usage: "--device D [--name N]", flags: recordFlagSet(true),
+	run: func(e *env, args []string) error {
+		if err := needArgs(args, 0, 0, "no arguments"); err != nil {
+			return err
+		}
+		if recordFlags.device == "" {
+			return config.Usagef("--device is required")
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		var t track
+		body := map[string]string{"device": recordFlags.device, "name": recordFlags.name}
+		if err := c.call(e.ctx, "POST", "/api/v1/tracks", nil, body, &t); err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, t)
+		}
+		fmt.Fprintf(e.stdout, "%s\n", t.ID)
+		fmt.Fprintf(e.stderr, "Recording track %s on %s since %s; stop with trackctl record stop --device %s\n",
+			t.ID, t.Device, localTime(t.Started), t.Device)
+		return nil
+	}}
+
+var recordStop = command{name: "stop", usage: "--device D", flags: recordFlagSet(false),
+	run: func(e *env, args []string) error {
+		if err := needArgs(args, 0, 0, "no arguments"); err != nil {
+			return err
+		}
+		if recordFlags.device == "" {
+			return config.Usagef("--device is required")
+		}
+		c, err := e.client()
+		if err != nil {
+			return err
+		}
+		var d device
+		if err := c.call(e.ctx, "GET", "/api/v1/devices/"+url.PathEscape(recordFlags.device), nil, nil, &d); err != nil {
+			return err
+		}
+		if d.Recording == "" {
+			return fmt.Errorf("device %s is not recording", d.ID)
+		}
+		var t track
+		if err := c.call(e.ctx, "POST", "/api/v1/tracks/"+d.Recording+"/stop", nil, nil, &t); err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, t)
+		}
+		fmt.Fprintf(e.stdout, "%s\n", t.ID)
+		fmt.Fprintf(e.stderr, "Stopped track %s: %s, %s, %d points.\n", t.ID, km(t.Summary.Distance), duration(t.Summary.Duration), t.Summary.Points)
+		return nil
+	}}
