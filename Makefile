@@ -40,6 +40,7 @@ bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency,
 	$(GO) test -run '^$$' -bench EndToEndMQTT -benchtime 200000x -count=1 ./cloud
 	$(GO) test -run '^$$' -bench TrackList10k -benchtime 400x -count=1 ./cloud
 	$(GO) test -run '^$$' -bench TrackExport100k -benchtime 3x -count=1 ./cloud
+	$(GO) test -run '^$$' -bench ImportGPX100k -benchtime 5x -count=1 ./cloud
 
 lint: tools ## gofmt, go vet, staticcheck, and go.mod tidiness
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

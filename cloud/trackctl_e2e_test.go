@@ -446,7 +446,7 @@ func TestTrackctlBrowserLogin(t *testing.T) {
 }
 
 // writeGPX writes a GPX 1.1 track of n points, one a second from start.
-func writeGPX(t *testing.T, path string, start time.Time, n int) {
+func writeGPX(t testing.TB, path string, start time.Time, n int) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {

@@ -3,6 +3,7 @@ package cloud_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -202,4 +203,67 @@ func resetPeakRSS(b *testing.B) {
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 		b.Skip("cannot reset the peak RSS:", err)
 	}
+}
+
+// BenchmarkImportGPX100k imports a 100,000-point GPX file through the API
+// (upload, validation pass, InfluxDB writes, track) and waits for its job
+// to complete; each op is one import of the same file (the points are
+// overwritten with the same values). It reports the job's throughput
+// (positions per second from its start to its end, as the job records
+// them) and the whole call's, upload included.
+func BenchmarkImportGPX100k(b *testing.B) {
+	s, tok, _ := benchStack(b)
+	const n = 100_000
+	path := b.TempDir() + "/big.gpx"
+	writeGPX(b, path, time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC), n)
+	var jobTime, wall time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		began := time.Now()
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req, _ := http.NewRequest("POST", s.httpURL+"/api/v1/imports?device=van", f)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		f.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var j struct {
+			ID        string     `json:"id"`
+			State     string     `json:"state"`
+			Processed int        `json:"processed_items"`
+			Error     string     `json:"error"`
+			Started   *time.Time `json:"started"`
+			Ended     *time.Time `json:"ended"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&j)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			b.Fatalf("import: %s %v", resp.Status, err)
+		}
+		for j.State == "pending" || j.State == "running" {
+			time.Sleep(20 * time.Millisecond)
+			req, _ := http.NewRequest("GET", s.httpURL+"/api/v1/jobs/"+j.ID, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			err = json.NewDecoder(resp.Body).Decode(&j)
+			resp.Body.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		if j.State != "completed" || j.Processed != n {
+			b.Fatalf("job %s: %s, %d positions: %s", j.ID, j.State, j.Processed, j.Error)
+		}
+		wall += time.Since(began)
+		jobTime += j.Ended.Sub(*j.Started)
+	}
+	b.ReportMetric(float64(n*b.N)/jobTime.Seconds(), "positions/s")
+	b.ReportMetric(float64(n*b.N)/wall.Seconds(), "positions/s-with-upload")
 }

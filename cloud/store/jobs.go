@@ -195,7 +195,7 @@ func (s *Store) EndJob(ctx context.Context, id string, state JobState, at time.T
 // once, a running one is marked for its runner to stop. A job that has
 // ended is ErrJobState.
 func (s *Store) RequestJobCancel(ctx context.Context, id string, at time.Time) (*Job, error) {
-	j, err := s.EndJob(ctx, id, JobCancelled, at, "", "")
+	j, err := s.moveJob(ctx, id, `state = ?, ended_ns = ?`, []any{JobCancelled, at.UnixNano()}, JobPending)
 	if err == nil || !errors.Is(err, ErrJobState) {
 		return j, err
 	}

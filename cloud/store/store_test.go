@@ -151,3 +151,122 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("after delete: %+v", keys)
 	}
 }
+
+// TestJobTransitions: a job moves pending → running → completed | failed |
+// cancelled, or pending → cancelled, and no other way.
+func TestJobTransitions(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	u := &User{Name: "ann", PasswordHash: "h"}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	n := 0
+	newJob := func() string {
+		n++
+		j := &Job{ID: "job" + string(rune('a'+n)), OwnerID: u.ID, Kind: "import", Device: "van", Total: -1, CreatedAt: at.Add(time.Duration(n) * time.Second)}
+		if err := s.CreateJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		return j.ID
+	}
+	type step func(id string) (*Job, error)
+	start := func(id string) (*Job, error) { return s.StartJob(ctx, id, at) }
+	end := func(st JobState) step {
+		return func(id string) (*Job, error) { return s.EndJob(ctx, id, st, at, "", "") }
+	}
+	progress := func(id string) (*Job, error) { return s.JobProgress(ctx, id, 50, 10, 5, 1) }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  JobState // the state after the last step; "" when the last step is refused
+	}{
+		{"pending → running", []step{start}, JobRunning},
+		{"running → completed", []step{start, progress, end(JobCompleted)}, JobCompleted},
+		{"running → failed", []step{start, end(JobFailed)}, JobFailed},
+		{"running → cancelled", []step{start, end(JobCancelled)}, JobCancelled},
+		{"pending → cancelled", []step{end(JobCancelled)}, JobCancelled},
+		{"pending ↛ completed", []step{end(JobCompleted)}, ""},
+		{"pending ↛ failed", []step{end(JobFailed)}, ""},
+		{"pending has no progress", []step{progress}, ""},
+		{"completed ↛ running", []step{start, end(JobCompleted), start}, ""},
+		{"cancelled ↛ running", []step{end(JobCancelled), start}, ""},
+		{"failed ↛ cancelled", []step{start, end(JobFailed), end(JobCancelled)}, ""},
+		{"running ↛ pending", []step{start, end(JobPending)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := newJob()
+			var j *Job
+			var err error
+			for i, st := range tc.steps {
+				j, err = st(id)
+				if i < len(tc.steps)-1 && err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+			}
+			if tc.want == "" {
+				if !errors.Is(err, ErrJobState) {
+					t.Fatalf("want ErrJobState, got %+v, %v", j, err)
+				}
+				return
+			}
+			if err != nil || j.State != tc.want {
+				t.Fatalf("got %+v, %v; want %s", j, err, tc.want)
+			}
+			if tc.want.Ended() && (j.EndedAt == nil || !j.EndedAt.Equal(at)) {
+				t.Errorf("ended %v", j.EndedAt)
+			}
+		})
+	}
+
+	// A cancel request: pending ends at once, running is marked, ended is
+	// refused.
+	id := newJob()
+	if j, err := s.RequestJobCancel(ctx, id, at); err != nil || j.State != JobCancelled {
+		t.Fatalf("cancel pending: %+v %v", j, err)
+	}
+	id = newJob()
+	start(id)
+	if j, err := s.RequestJobCancel(ctx, id, at); err != nil || j.State != JobRunning || !j.CancelRequested {
+		t.Fatalf("cancel running: %+v %v", j, err)
+	}
+	end(JobCancelled)(id)
+	if _, err := s.RequestJobCancel(ctx, id, at); !errors.Is(err, ErrJobState) {
+		t.Fatalf("cancel cancelled: %v", err)
+	}
+	if _, err := s.StartJob(ctx, "nope", at); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown job: %v", err)
+	}
+
+	// Listing: newest first, by state, by page; open jobs oldest first.
+	all, err := s.JobList(ctx, JobFilter{OwnerID: u.ID, Limit: 100})
+	if err != nil || len(all) != n {
+		t.Fatalf("list: %d jobs, %v; want %d", len(all), err, n)
+	}
+	for i := 1; i < len(all); i++ {
+		if !all[i].CreatedAt.Before(all[i-1].CreatedAt) {
+			t.Fatalf("not newest first at %d", i)
+		}
+	}
+	page, err := s.JobList(ctx, JobFilter{OwnerID: u.ID, Limit: 3, After: &JobCursor{Created: all[2].CreatedAt, ID: all[2].ID}})
+	if err != nil || len(page) != 3 || page[0].ID != all[3].ID {
+		t.Fatalf("second page: %+v %v", page, err)
+	}
+	running, err := s.JobList(ctx, JobFilter{OwnerID: u.ID, Limit: 100, States: []JobState{JobRunning}})
+	// Running: "pending → running" and "running ↛ pending".
+	if err != nil || len(running) != 2 || running[0].State != JobRunning || running[1].State != JobRunning {
+		t.Fatalf("running jobs: %d, %v", len(running), err)
+	}
+	open, err := s.OpenJobs(ctx)
+	// Open: those two and the three left pending by refused steps, oldest
+	// first.
+	if err != nil || len(open) != 5 || open[0].ID != running[1].ID {
+		t.Fatalf("open jobs: %d, %v", len(open), err)
+	}
+	for i := 1; i < len(open); i++ {
+		if open[i].State.Ended() || !open[i].CreatedAt.After(open[i-1].CreatedAt) {
+			t.Fatalf("open jobs: %d is %s, created %v", i, open[i].State, open[i].CreatedAt)
+		}
+	}
+}
