@@ -147,6 +147,10 @@ Publish a position as the demo phone (user name = device id, password = its devi
     -t devices/demo-phone/positions -m "{\"time\":\"\$(date -u +%FT%TZ)\",\"lat\":52.37,\"lon\":4.89}"
   (an OwnTracks app: host 127.0.0.1, port $MQTT_PORT, user demo-phone, password the token, TLS off)
 
+The command-line client (signs in through the browser; --device prints a code instead):
+  bin/trackctl login --server $ISSUER && bin/trackctl tracks ls
+  bin/trackctl import FILE.gpx --device $DEVICE      (GPX, NMEA logs, GeoJSON or CSV)
+
 The receiver's state and counters, the broker's and the ingest counters:
   curl -s http://127.0.0.1:$GATEWAY_HTTP_PORT/status
   curl -s http://127.0.0.1:$GATEWAY_HTTP_PORT/metrics | grep ^trackgate_broker
