@@ -609,4 +609,26 @@ func TestTrackctlImport(t *testing.T) {
 	if len(tracks) != 0 {
 		t.Errorf("a cancelled import made tracks: %+v", tracks)
 	}
+
+	// A cloud stopped mid-import takes the job up again at its next start.
+	resumeStart := start.AddDate(0, 2, 0)
+	resume := filepath.Join(dir, "resume.gpx")
+	writeGPX(t, resume, resumeStart, nCancel)
+	id := strings.TrimSpace(c.ok("import", resume, "--device", "boat", "--no-wait"))
+	var j importedJob
+	eventually(t, "the import to write", func() bool {
+		c.jsonOut(&j, "jobs", "show", id)
+		return j.State == "running" && j.Processed > 0
+	})
+	s.stopCloud()
+	stopped := time.Now()
+	s.stopCloud = s.startCloud(t)
+	c.jsonOut(&j, "jobs", "show", id, "--wait")
+	// Started again from the start after the restart: it had not ended.
+	if j.State != "completed" || j.Processed != nCancel || j.Track == nil || !j.Started.After(stopped) {
+		t.Fatalf("the import after the cloud started again: %+v (stopped at %v)", j, stopped)
+	}
+	if got := s.countPoints(t, "boat", resumeStart, resumeStart.Add(nCancel*time.Second)); got != nCancel {
+		t.Errorf("the resumed import left %d points, want %d", got, nCancel)
+	}
 }

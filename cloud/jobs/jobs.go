@@ -144,6 +144,14 @@ func New(cfg Config) (*Service, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
+	// Uploads cut short by a stop never became jobs.
+	parts, err := filepath.Glob(filepath.Join(cfg.Dir, "*.upload.part"))
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	for _, p := range parts {
+		os.Remove(p)
+	}
 	return &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, wake: make(chan struct{}, 1),
 		running: map[string]context.CancelCauseFunc{}}, nil
 }
@@ -480,6 +488,9 @@ func (s *Service) write(ctx context.Context, j *store.Job, device string, r io.R
 	for range s.cfg.Writers {
 		g.Go(func() error {
 			for lines := range batches {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
 				n := int64(countLines(lines))
 				if err := s.writeBatch(gctx, lines); err != nil {
 					return err
@@ -557,11 +568,14 @@ func countLines(b []byte) int {
 }
 
 // writeBatch writes lines, retrying passing failures for up to RetryFor.
+// A write under way is not cut short when ctx ends (InfluxDB might still
+// apply it after the positions of a cancelled import were removed): ctx is
+// looked at between tries.
 func (s *Service) writeBatch(ctx context.Context, lines []byte) error {
 	deadline := s.cfg.Now().Add(s.cfg.RetryFor)
 	delay := 100 * time.Millisecond
 	for {
-		err := s.cfg.Points.Write(ctx, lines)
+		err := s.cfg.Points.Write(context.WithoutCancel(ctx), lines)
 		if err == nil {
 			return nil
 		}

@@ -225,7 +225,10 @@ func browserLogin(ctx context.Context, e *env, m *metadata) (*oauth2.Token, erro
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	srv.Close()
+	// The answer to the browser is written before the listener stops.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	srv.Shutdown(sctx)
+	cancel()
 	if res.err != nil {
 		return nil, res.err
 	}
