@@ -68,22 +68,25 @@ type csvCell struct {
 	decimalComma bool
 }
 
-// maxCSVLine caps a line of a CSV file, so that a file without line ends
-// cannot make the reader buffer without bound.
-const maxCSVLine = 1 << 20
+// maxCSVRecord caps a record of a CSV file (a line, or more when a quoted
+// cell holds line ends), so that a file without line ends, or with an
+// unterminated quote, cannot make the reader buffer without bound.
+const maxCSVRecord = 1 << 20
 
-// errLineTooLong is the error csvInput returns for a line longer than
-// maxCSVLine.
-var errLineTooLong = errors.New("line too long")
+// errRecordTooLong is the error csvInput returns for a record longer than
+// maxCSVRecord.
+var errRecordTooLong = errors.New("record too long")
 
-// csvInput is the input of the CSV reader: it fails a line longer than
-// maxCSVLine, and remembers the reader's own error.
+// csvInput is the input of the CSV reader: it fails a record longer than
+// maxCSVRecord, and remembers the reader's own error.
 type csvInput struct {
-	r     io.Reader
-	lines int // line ends read
-	run   int // bytes read since the last line end
-	long  int // the line that is too long, 0 if none
-	err   error
+	r      io.Reader
+	lines  int  // line ends read
+	start  int  // the line where the current record starts
+	run    int  // bytes read since it started
+	quoted bool // inside a quoted cell (an escaped quote toggles twice)
+	long   int  // the line of the record that is too long, 0 if none
+	err    error
 }
 
 func (c *csvInput) Read(p []byte) (int, error) {
@@ -92,25 +95,29 @@ func (c *csvInput) Read(p []byte) (int, error) {
 		c.err = err
 	}
 	for b := p[:n]; ; {
-		i := bytes.IndexByte(b, '\n')
+		i := bytes.IndexAny(b, "\"\n")
 		if i < 0 {
 			c.run += len(b)
 			break
 		}
-		if c.run += i; c.run > maxCSVLine {
+		if c.run += i + 1; c.run > maxCSVRecord {
 			break
 		}
-		c.lines++
-		c.run = 0
+		if b[i] == '"' {
+			c.quoted = !c.quoted
+		} else if c.lines++; !c.quoted {
+			c.start, c.run = c.lines, 0
+		}
 		b = b[i+1:]
 	}
-	if c.run > maxCSVLine {
-		c.long = c.lines + 1
-		return n, errLineTooLong
+	if c.run > maxCSVRecord {
+		c.long = c.start + 1
+		return n, errRecordTooLong
 	}
 	return n, err
 }
 
+// readCSV reads a CSV file into s.
 func readCSV(r io.Reader, s *sink) error {
 	in := &csvInput{r: r}
 	br := newBuffered(in, 64<<10)
@@ -124,15 +131,15 @@ func readCSV(r io.Reader, s *sink) error {
 	cr.TrimLeadingSpace = cr.Comma != '\t'
 	fail := func(err error) error {
 		if in.err != nil {
-			return fmt.Errorf("csv: read: %w", in.err)
+			return fmt.Errorf("importer csv: read: %w", in.err)
 		}
 		if in.long > 0 {
-			return errorf(in.long, "line longer than %d bytes", maxCSVLine)
+			return errorf(in.long, "a record (a line, or more in quotes) longer than %d bytes", maxCSVRecord)
 		}
 		if pe, ok := errors.AsType[*csv.ParseError](err); ok {
-			return errorf(pe.Line, "CSV: %v (column %d)", pe.Err, pe.Column)
+			return errorf(pe.Line, "CSV: %v (byte %d of the line)", pe.Err, pe.Column)
 		}
-		return fmt.Errorf("csv: %w", err)
+		return fmt.Errorf("importer csv: %w", err)
 	}
 	header, err := cr.Read()
 	if err == io.EOF {

@@ -21,6 +21,7 @@ const csvTab = "\ufeff\"Date_Time\"\tname\tLAT\tLng\tele\tHDOP\tfix\tsats\tcomme
 	"2024-05-01 08:00:01\t\t52.50001\t13.40002\t  35 \t\tDGPS\t\t\"two\nlines\"\n" +
 	"2024-05-01T08:00:02+02:00\t\t-52.5\t-13.4\n"
 
+// csvReadCases are CSV files that read, with what they hold.
 func csvReadCases() []readCase {
 	return []readCase{
 		{name: "semicolons and epoch milliseconds", in: csvSemicolon, want: []position.Position{
@@ -50,6 +51,7 @@ func csvReadCases() []readCase {
 
 func TestReadCSV(t *testing.T) { runReadCases(t, CSV, csvReadCases()) }
 
+// csvErrorCases are CSV files that fail, with where and why.
 func csvErrorCases() []errorCase {
 	return []errorCase{
 		{"no time column", "lat,lon,alt\n1,2,3\n", 1, `the header has no time column: want time, lat and lon columns (found ["lat" "lon" "alt"])`},
@@ -92,16 +94,18 @@ func TestSniffDelimiter(t *testing.T) {
 	}
 }
 
-// TestCSVLongLines checks that a long line is read, and one too long for
-// memory fails.
-func TestCSVLongLines(t *testing.T) {
-	long := "time,lat,lon,note\n2024-05-01T08:00:00Z,1,2," + strings.Repeat("x", maxCSVLine-100) + "\n"
+// TestCSVLongRecords checks that a long record is read, and one too long
+// for memory fails.
+func TestCSVLongRecords(t *testing.T) {
+	long := "time,lat,lon,note\n2024-05-01T08:00:00Z,1,2,\"" + strings.Repeat("x\n\"\"", (maxCSVRecord-100)/4) + "\"\n"
 	got, _, err := readAll(t, CSV, long)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Read = %d positions, %v", len(got), err)
 	}
 	runErrorCases(t, CSV, []errorCase{
-		{"too long", long + "2024-05-01T08:00:00Z,1,2," + strings.Repeat("x", maxCSVLine) + "\n", 3, "line longer than 1048576 bytes"},
-		{"too long without line end", strings.Repeat("x", 3*maxCSVLine), 1, "line longer than 1048576 bytes"},
+		{"too long", long + "2024-05-01T08:00:00Z,1,2," + strings.Repeat("x", maxCSVRecord) + "\n", 2 + (maxCSVRecord-100)/4 + 1,
+			"a record (a line, or more in quotes) longer than 1048576 bytes"},
+		{"without line end", strings.Repeat("x", 3*maxCSVRecord), 1, "longer than 1048576 bytes"},
+		{"unterminated quote", "time,lat,lon\n\"" + strings.Repeat("x\n", maxCSVRecord), 2, "longer than 1048576 bytes"},
 	})
 }

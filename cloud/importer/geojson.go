@@ -91,6 +91,7 @@ type geoObject struct {
 	container bool   // it holds features or points
 }
 
+// readGeoJSON reads a GeoJSON document, or a sequence of them, into s.
 func readGeoJSON(r io.Reader, s *sink) error {
 	lc := &lineCounter{r: newBuffered(r, 64<<10), line: 1}
 	g := &geoReader{s: s, lc: lc, dec: json.NewDecoder(lc), coords: make([]byte, 0, 256)}
@@ -106,7 +107,7 @@ func readGeoJSON(r io.Reader, s *sink) error {
 		line := g.tokenLine()
 		switch tok {
 		case json.Delim('{'):
-			err = g.object(line, true)
+			err = g.top(line)
 		case json.Delim('['):
 			err = g.features()
 		default:
@@ -133,10 +134,10 @@ func (g *geoReader) valueLine() int {
 // fail turns an error of the decoder into the error to return.
 func (g *geoReader) fail(err error) error {
 	if g.lc.err != nil {
-		return fmt.Errorf("geojson: read: %w", g.lc.err)
+		return fmt.Errorf("importer geojson: read: %w", g.lc.err)
 	}
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return errorf(g.lc.lineAt(g.lc.off), "unexpected end of file")
+		return errorf(g.lc.lineAt(max(g.lc.off-1, 0)), "unexpected end of file")
 	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
 		return errorf(g.lc.lineAt(g.syntaxErrorOffset()), "JSON syntax error: %s", se.Error())
@@ -165,7 +166,7 @@ func describe(tok json.Token) string {
 	switch tok.(type) {
 	case string:
 		return "a string"
-	case float64, json.Number:
+	case float64:
 		return "a number"
 	case bool:
 		return "a boolean"
@@ -178,44 +179,24 @@ func describe(tok json.Token) string {
 	return "an object"
 }
 
-// key reads an object's next key.
+// key reads the next key of an object (the decoder checks that it is one).
 func (g *geoReader) key() (string, error) {
 	tok, err := g.dec.Token()
 	if err != nil {
 		return "", g.fail(err)
 	}
-	k, ok := tok.(string)
-	if !ok {
-		return "", errorf(g.tokenLine(), "JSON: want an object key, not %s", describe(tok))
-	}
+	k, _ := tok.(string)
 	return k, nil
 }
 
-// str reads a string member named name.
-func (g *geoReader) str(name string) (string, error) {
-	tok, err := g.dec.Token()
-	if err != nil {
-		return "", g.fail(err)
-	}
-	v, ok := tok.(string)
-	if !ok {
-		return "", errorf(g.tokenLine(), "%q is %s, not a string", name, describe(tok))
-	}
-	return v, nil
-}
-
-// open reads the start of an array or object member named name.
-func (g *geoReader) open(delim json.Delim, name string) error {
+// open reads the start of the array member named name.
+func (g *geoReader) open(name string) error {
 	tok, err := g.dec.Token()
 	if err != nil {
 		return g.fail(err)
 	}
-	if tok != delim {
-		want := "an array"
-		if delim == '{' {
-			want = "an object"
-		}
-		return errorf(g.tokenLine(), "%q is %s, not %s", name, describe(tok), want)
+	if tok != json.Delim('[') {
+		return errorf(g.tokenLine(), "%q is %s, not an array", name, describe(tok))
 	}
 	return nil
 }
@@ -236,59 +217,31 @@ func (g *geoReader) decode() error {
 	return nil
 }
 
-// features reads the features of an array whose '[' has been read.
-func (g *geoReader) features() error {
-	for g.dec.More() {
-		tok, err := g.dec.Token()
-		if err != nil {
-			return g.fail(err)
-		}
-		line := g.tokenLine()
-		if tok != json.Delim('{') {
-			return errorf(line, "a feature is %s, not an object", describe(tok))
-		}
-		if err := g.object(line, false); err != nil {
-			return err
-		}
-	}
-	return g.close()
-}
-
-// object reads an object whose '{' (at line) has been read: a
-// FeatureCollection, the JSON export or a Feature if top (the document or
-// one of a sequence), a Feature or a geometry; and hands on its positions.
-func (g *geoReader) object(line int, top bool) error {
+// top reads a top-level object, whose '{' (at line) has been read: a
+// FeatureCollection, whose features it streams, the JSON export, whose
+// points it streams, a Feature or a geometry.
+func (g *geoReader) top(line int) error {
 	o := geoObject{line: line}
-	g.props.reset()
-	g.coords = g.coords[:0]
+	g.begin()
 	for g.dec.More() {
 		key, err := g.key()
 		if err != nil {
 			return err
 		}
-		switch {
-		case key == "type":
-			o.typ, err = g.str(key)
-		case key == "geometry":
-			err = g.geometry(&o)
-		case key == "coordinates":
-			o.geometry, o.bare = true, true
-			err = g.coordinates(&o)
-		case key == "properties":
-			err = g.properties()
-		case key == "features" && top:
+		switch key {
+		case "features":
 			o.container = true
-			if err = g.open('[', key); err == nil {
+			if err = g.open(key); err == nil {
 				err = g.features()
 			}
-		case key == "points" && top:
+		case "points":
 			o.container = true
 			err = g.points()
-		case key == "geometries":
-			o.geometry, o.bare = true, true
-			err = g.decode()
 		default:
-			err = g.decode()
+			if err = g.decode(); err == nil {
+				sc := scanner{b: g.raw, line: g.valueLine()}
+				err = g.member(&o, []byte(key), &sc)
+			}
 		}
 		if err != nil {
 			return err
@@ -300,63 +253,102 @@ func (g *geoReader) object(line int, top bool) error {
 	return g.emit(&o)
 }
 
-// geometry reads a Feature's geometry member.
-func (g *geoReader) geometry(o *geoObject) error {
-	tok, err := g.dec.Token()
-	if err != nil {
-		return g.fail(err)
-	}
-	o.geometry = true
-	if tok == nil {
-		o.null = true
-		return nil
-	}
-	if tok != json.Delim('{') {
-		return errorf(g.tokenLine(), "geometry is %s, not an object", describe(tok))
-	}
+// features reads the features of an array whose '[' has been read.
+func (g *geoReader) features() error {
 	for g.dec.More() {
-		key, err := g.key()
-		if err != nil {
+		if err := g.decode(); err != nil {
 			return err
 		}
-		switch key {
-		case "type":
-			o.geomType, err = g.str(key)
-		case "coordinates":
-			err = g.coordinates(o)
-		default:
-			err = g.decode()
-		}
-		if err != nil {
+		if err := g.feature(g.valueLine()); err != nil {
 			return err
 		}
 	}
 	return g.close()
 }
 
-// coordinates reads a coordinates member, to be read when the feature ends.
-func (g *geoReader) coordinates(o *geoObject) error {
-	if err := g.decode(); err != nil {
+// feature reads the feature in g.raw, at line, and hands on its positions.
+func (g *geoReader) feature(line int) error {
+	o := geoObject{line: line}
+	g.begin()
+	sc := scanner{b: g.raw, line: line}
+	if sc.ws() != '{' {
+		return errorf(line, "a feature is %s, not an object", sc.kind())
+	}
+	if err := sc.object("feature", func(key, _ []byte) error { return g.member(&o, key, &sc) }); err != nil {
 		return err
 	}
-	g.coords = append(g.coords[:0], g.raw...)
-	g.coordsLine = g.valueLine()
-	o.coords = true
-	return nil
+	return g.emit(&o)
 }
 
-// properties reads a Feature's properties.
-func (g *geoReader) properties() error {
-	if err := g.decode(); err != nil {
-		return err
+// begin starts reading an object.
+func (g *geoReader) begin() {
+	g.props.reset()
+	g.coords = g.coords[:0]
+}
+
+// member reads the member key of a feature or geometry o, its value at sc.
+func (g *geoReader) member(o *geoObject, key []byte, sc *scanner) error {
+	var err error
+	switch string(key) {
+	case "type":
+		o.typ, err = sc.typeName()
+	case "geometry":
+		err = g.geometry(o, sc)
+	case "coordinates":
+		o.geometry, o.bare = true, true
+		g.coordinates(o, sc)
+	case "geometries":
+		o.geometry, o.bare = true, true
+		sc.skip()
+	case "properties":
+		err = g.props.read(sc)
+	default:
+		sc.skip()
 	}
-	sc := scanner{b: g.raw, line: g.valueLine()}
-	return g.props.read(&sc)
+	return err
+}
+
+// geometry reads a Feature's geometry member.
+func (g *geoReader) geometry(o *geoObject, sc *scanner) error {
+	line := sc.line
+	switch sc.ws() {
+	case 'n':
+		sc.skip()
+		o.geometry, o.null = true, true
+		return nil
+	case '{':
+	default:
+		return errorf(line, "geometry is %s, not an object", sc.kind())
+	}
+	o.geometry = true
+	return sc.object("geometry", func(key, _ []byte) error {
+		var err error
+		switch string(key) {
+		case "type":
+			o.geomType, err = sc.typeName()
+		case "coordinates":
+			g.coordinates(o, sc)
+		default:
+			sc.skip()
+		}
+		return err
+	})
+}
+
+// coordinates reads a coordinates member, to be read when the feature ends
+// (its properties may follow).
+func (g *geoReader) coordinates(o *geoObject, sc *scanner) {
+	sc.ws()
+	start, line := sc.i, sc.line
+	sc.skip()
+	g.coords = append(g.coords[:0], sc.b[start:sc.i]...)
+	g.coordsLine = line
+	o.coords = true
 }
 
 // points reads the points of the JSON export: position objects.
 func (g *geoReader) points() error {
-	if err := g.open('[', "points"); err != nil {
+	if err := g.open("points"); err != nil {
 		return err
 	}
 	for g.dec.More() {
@@ -752,6 +744,47 @@ func (s *scanner) scalar() ([]byte, error) {
 	start := s.i
 	s.skip()
 	return nil, fmt.Errorf("%s is not a string or a number", bytes.TrimSpace(s.b[start:min(s.i, start+32)]))
+}
+
+// kind names the kind of the value at s.i.
+func (s *scanner) kind() string {
+	switch s.ws() {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "a boolean"
+	}
+	return "a number"
+}
+
+// geoTypes holds the GeoJSON type names, to return them without
+// allocating.
+var geoTypes = map[string]string{
+	"Feature": "Feature", "FeatureCollection": "FeatureCollection", "Point": "Point", "MultiPoint": "MultiPoint",
+	"LineString": "LineString", "MultiLineString": "MultiLineString", "Polygon": "Polygon", "MultiPolygon": "MultiPolygon",
+	"GeometryCollection": "GeometryCollection",
+}
+
+// typeName reads the value of a type member, a string.
+func (s *scanner) typeName() (string, error) {
+	line := s.line
+	if s.ws() != '"' {
+		return "", errorf(line, "\"type\" is %s, not a string", s.kind())
+	}
+	v, err := s.str()
+	if err != nil {
+		return "", errorf(line, "\"type\": %v", err)
+	}
+	if n, ok := geoTypes[string(v)]; ok {
+		return n, nil
+	}
+	return string(v), nil
 }
 
 // number reads a number at s.i.

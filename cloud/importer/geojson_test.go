@@ -67,6 +67,7 @@ const geojsonMulti = `{
 }
 `
 
+// geojsonReadCases are GeoJSON files that read, with what they hold.
 func geojsonReadCases() []readCase {
 	line := []position.Position{
 		{Time: ts("2024-05-01T08:00:00Z"), Lat: 46.5, Lon: 7.5, Alt: 1500.25, Set: R | position.FieldAlt},
@@ -119,6 +120,7 @@ func geojsonReadCases() []readCase {
 
 func TestReadGeoJSON(t *testing.T) { runReadCases(t, GeoJSON, geojsonReadCases()) }
 
+// geojsonErrorCases are GeoJSON files that fail, with where and why.
 func geojsonErrorCases() []errorCase {
 	fc := func(features ...string) string {
 		return "{\n\"type\": \"FeatureCollection\",\n\"features\": [\n" + strings.Join(features, ",\n") + "\n]\n}\n"

@@ -102,6 +102,7 @@ type gpxReader struct {
 	val        []byte
 }
 
+// readGPX reads a GPX document into s.
 func readGPX(r io.Reader, s *sink) error {
 	in := newXMLInput(r)
 	d := xml.NewDecoder(in)
@@ -146,10 +147,10 @@ func (g *gpxReader) line() int {
 // ends when the root element closes.
 func (g *gpxReader) eof() error {
 	if err := g.in.readErr(); err != nil {
-		return fmt.Errorf("gpx: read: %w", err)
+		return fmt.Errorf("importer gpx: read: %w", err)
 	}
 	if len(g.stack) == 0 {
-		return errorf(g.line(), "no <gpx> element: the file is empty or not GPX")
+		return errorf(1, "no <gpx> element: the file is empty or not GPX")
 	}
 	return errorf(g.line(), "unexpected end of file inside <%s>", qname(g.stack[len(g.stack)-1]))
 }
@@ -157,7 +158,7 @@ func (g *gpxReader) eof() error {
 // fail turns an error of the decoder into the error to return.
 func (g *gpxReader) fail(err error) error {
 	if rerr := g.in.readErr(); rerr != nil {
-		return fmt.Errorf("gpx: read: %w", rerr)
+		return fmt.Errorf("importer gpx: read: %w", rerr)
 	}
 	if se, ok := errors.AsType[*xml.SyntaxError](err); ok {
 		return errorf(se.Line, "XML syntax error: %s", se.Msg)

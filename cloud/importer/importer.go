@@ -1,7 +1,7 @@
 // Package importer reads recorded track files (GPX, NMEA 0183 logs, GeoJSON
 // and CSV) into positions, streaming: Read hands the positions on in batches
-// as it parses, and holds no more of the file than one batch (and, for
-// GeoJSON, one feature).
+// as it parses, and holds no more of the file than a batch and a record (for
+// GeoJSON, a feature).
 //
 // # Formats
 //
@@ -9,7 +9,7 @@
 //     track and are ignored), with their ele, time, geoidheight, fix, sat,
 //     hdop, vdop and pdop; GPX 1.0's speed and course; and any element named
 //     speed or course (or bearing, heading) inside a point's extensions, such
-//     as Garmin's TrackPointExtension v2. Element names are matched by local
+//     as those of TrackPointExtension v2. Element names are matched by local
 //     name, whatever their namespace. The fix kind pps (precise positioning
 //     service) becomes dgps, as the NMEA assembler reads GGA's PPS quality:
 //     the position model has no kind of its own for it, and it is better
@@ -26,11 +26,13 @@
 //     aliases); MultiPoint, LineString and MultiLineString take one time per
 //     position from properties.coordTimes, properties.times or
 //     properties.coordinateProperties.times. Polygons and geometry
-//     collections are skipped. The JSON export, {"track":…,"points":[…]},
-//     whose points are position objects, is read too.
+//     collections are skipped. trackgate's JSON export (package
+//     trackgate/cloud/export), {"track":…,"points":[…]}, whose points are
+//     position objects, is read too.
 //   - CSV with a header row, delimited by commas, semicolons or tabs: the
 //     columns time, lat and lon are required (with their usual aliases), the
-//     others optional; an empty cell is an absent field.
+//     others optional; an empty cell is an absent field. With semicolons or
+//     tabs, a number may have a decimal comma.
 //
 // Times are RFC 3339 with or without a fraction of a second, or epoch seconds
 // or milliseconds where a format allows numbers (GeoJSON, CSV); a time
@@ -46,6 +48,12 @@
 // sentence (bad checksum, garbled, too long) and an epoch without a valid fix
 // are counted in Stats.Skipped instead, and only a file in which no line at
 // all is a sentence is an error.
+//
+// A hostile file cannot take the memory: a GPX value is at most 1 KiB, any
+// other XML token 1 MiB, elements nest at most 256 deep; an NMEA line longer
+// than 1 KiB is skipped; a CSV record (a line, or more in quotes) is at most
+// 1 MiB. A GeoJSON feature is held whole, as the JSON decoder reads it: the
+// size of the upload bounds it.
 package importer
 
 import (
@@ -183,8 +191,8 @@ type Options struct {
 	Now       time.Time // positions are validated against it (no future beyond position's own rule); zero = time.Now()
 }
 
-// DefaultBatchSize is the batch size when Options.BatchSize is not positive.
-const DefaultBatchSize = 5000
+// defaultBatchSize is the batch size when Options.BatchSize is not positive.
+const defaultBatchSize = 5000
 
 // maxPrealloc bounds the batch slice allocated up front, whatever the
 // batch size asked for.
@@ -200,12 +208,16 @@ const maxPrealloc = 1 << 16
 // Every position handed on has at least Time, Lat and Lon, and passes
 // position.Position.Validate(opts.Now).
 func Read(ctx context.Context, r io.Reader, f Format, opts Options, batch func([]position.Position) error) (Stats, error) {
-	if batch == nil {
-		return Stats{}, errors.New("importer: no batch function")
+	read, ok := readers[f]
+	if !ok {
+		return Stats{}, unknownFormat(string(f))
+	}
+	if r == nil || batch == nil {
+		return Stats{}, errors.New("importer: no reader or no batch function")
 	}
 	size := opts.BatchSize
 	if size <= 0 {
-		size = DefaultBatchSize
+		size = defaultBatchSize
 	}
 	now := opts.Now
 	if now.IsZero() {
@@ -216,24 +228,15 @@ func Read(ctx context.Context, r io.Reader, f Format, opts Options, batch func([
 	if err := ctx.Err(); err != nil {
 		return Stats{}, fmt.Errorf("importer %s: %w", f, err)
 	}
-	var err error
-	switch f {
-	case GPX:
-		err = readGPX(r, s)
-	case NMEA:
-		err = readNMEA(r, s)
-	case GeoJSON:
-		err = readGeoJSON(r, s)
-	case CSV:
-		err = readCSV(r, s)
-	default:
-		return Stats{}, unknownFormat(string(f))
-	}
+	err := read(r, s)
 	if err == nil {
 		err = s.flush()
 	}
 	return s.stats, err
 }
+
+// readers holds the reader of each format.
+var readers = map[Format]func(io.Reader, *sink) error{GPX: readGPX, NMEA: readNMEA, GeoJSON: readGeoJSON, CSV: readCSV}
 
 // sink collects positions into batches and hands them on.
 type sink struct {
@@ -295,21 +298,6 @@ func (s *sink) tick() error {
 		return fmt.Errorf("importer %s: stopped after %d points: %w", s.format, s.stats.Points, err)
 	}
 	return nil
-}
-
-// errReader remembers the first error other than io.EOF its reader
-// returned, to tell the reader's failures from the content's.
-type errReader struct {
-	r   io.Reader
-	err error
-}
-
-func (e *errReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF && e.err == nil {
-		e.err = err
-	}
-	return n, err
 }
 
 // newBuffered returns r buffered, past a UTF-8 byte order mark if it starts
@@ -506,17 +494,8 @@ func parseFix[T text](s T) (position.Fix, bool) {
 	return "", false
 }
 
-// setCourse sets p's course to v, 360 (a course some receivers report for
-// due north) being 0.
-func setCourse(p *position.Position, v float64) {
-	if v == 360 {
-		v = 0
-	}
-	p.Course = v
-	p.Set |= position.FieldCourse
-}
-
-// setFloat sets the float field bit of p to v.
+// setFloat sets the float field bit of p to v. A course of 360, which some
+// devices write for due north, is 0.
 func setFloat(p *position.Position, bit position.Fields, v float64) {
 	switch bit {
 	case position.FieldLat:
@@ -528,8 +507,10 @@ func setFloat(p *position.Position, bit position.Fields, v float64) {
 	case position.FieldSpeed:
 		p.Speed = v
 	case position.FieldCourse:
-		setCourse(p, v)
-		return
+		if v == 360 {
+			v = 0
+		}
+		p.Course = v
 	case position.FieldHDOP:
 		p.HDOP = v
 	case position.FieldPDOP:

@@ -266,7 +266,7 @@ func TestBatches(t *testing.T) {
 		}
 		full := size
 		if full <= 0 {
-			full = DefaultBatchSize
+			full = defaultBatchSize
 		}
 		for i, n := range sizes {
 			if n > full || i < len(sizes)-1 && n != full {
@@ -316,7 +316,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 func TestReaderError(t *testing.T) {
 	boom := errors.New("connection reset")
 	for f, data := range map[Format]string{
-		GPX:     gpx11Garmin[:600],
+		GPX:     gpx11Handheld[:600],
 		NMEA:    "$GPGGA,164400.00,5222.21405,N,00453.40771,E,1,09,1.05,2.4,M,46.1,M,,*51\n",
 		GeoJSON: geojsonPoints[:200],
 		CSV:     "time,lat,lon\n2024-05-01T08:00:00Z,52,4\n",

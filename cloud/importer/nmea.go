@@ -24,6 +24,7 @@ type nmeaReader struct {
 	err        error // the first error handing on a position
 }
 
+// readNMEA reads an NMEA log into s.
 func readNMEA(r io.Reader, s *sink) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	n := &nmeaReader{s: s, a: epoch.New(epoch.Options{Now: func() time.Time { return s.now }})}
@@ -49,7 +50,7 @@ func readNMEA(r io.Reader, s *sink) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("nmea: read: %w", err)
+			return fmt.Errorf("importer nmea: read: %w", err)
 		}
 		if err := s.tick(); err != nil {
 			return err

@@ -9,18 +9,18 @@ import (
 )
 
 // sentence frames body ("GPGGA,…") as "$body*HH", the checksum computed.
-func sentence(body string) string {
+func sentence(body string) string { return fmt.Sprintf("$%s*%02X", body, checksum(body)) }
+
+// corrupt is sentence(body) with a checksum that does not match.
+func corrupt(body string) string { return fmt.Sprintf("$%s*%02X", body, checksum(body)^0xFF) }
+
+// checksum is the NMEA checksum of body.
+func checksum(body string) byte {
 	var sum byte
 	for i := 0; i < len(body); i++ {
 		sum ^= body[i]
 	}
-	return fmt.Sprintf("$%s*%02X", body, sum)
-}
-
-// corrupt is sentence(body) with a checksum that does not match.
-func corrupt(body string) string {
-	s := sentence(body)
-	return s[:len(s)-2] + fmt.Sprintf("%02X", (s[len(s)-2]^1)&0x7F)
+	return sum
 }
 
 // lowerSum returns sentence s with its checksum in lower case.
@@ -57,6 +57,7 @@ var nmeaGGAOnly = lines(
 // deg converts ddmm.mmmm to degrees.
 func deg(d, m float64) float64 { return d + m/60 }
 
+// nmeaReadCases are NMEA files that read, with what they hold.
 func nmeaReadCases() []readCase {
 	const knot = 1852.0 / 3600
 	gga := position.FieldAlt | position.FieldGeoid | position.FieldHDOP | position.FieldSats | position.FieldFix
@@ -114,6 +115,7 @@ func nmeaReadCases() []readCase {
 
 func TestReadNMEA(t *testing.T) { runReadCases(t, NMEA, nmeaReadCases()) }
 
+// nmeaErrorCases are NMEA files that fail, with where and why.
 func nmeaErrorCases() []errorCase {
 	return []errorCase{
 		{"text", "hello\nworld\n", 1, "no NMEA sentences"},
