@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -44,7 +43,7 @@ func trackctlBinary(t *testing.T) string {
 			return
 		}
 		b.path = filepath.Join(dir, "trackctl")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", b.path, "./cloud/cmd/trackctl")
+		cmd := exec.Command("go", "build", "-o", b.path, "./cloud/cmd/trackctl")
 		cmd.Dir = testenv.RepoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go build trackctl: %v\n%s", err, out)
