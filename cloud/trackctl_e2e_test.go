@@ -539,10 +539,18 @@ func TestTrackctlImport(t *testing.T) {
 	if len(tracks) != 1 || tracks[0].ID != *first.Track {
 		t.Fatalf("tracks of van: %+v", tracks)
 	}
-	eventually(t, "the imported track's summary", func() bool {
-		c.jsonOut(&tracks, "tracks", "ls", "--device", "van")
-		return tracks[0].Summary.Points == n
-	})
+	if tracks[0].Summary.Points != n {
+		t.Errorf("the imported track's summary has %d points, want %d", tracks[0].Summary.Points, n)
+	}
+
+	// A file of no format the importer reads is refused at the upload.
+	junk := filepath.Join(dir, "junk.bin")
+	if err := os.WriteFile(junk, []byte{0x89, 'P', 'N', 'G', 0, 1, 2}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := c.run("import", junk, "--device", "van"); code != 1 || !strings.Contains(errOut, "unknown file format") {
+		t.Errorf("import of a PNG: exit %d: %s", code, errOut)
+	}
 
 	// A malformed file fails with the line of its problem, and writes nothing.
 	bad := filepath.Join(dir, "bad.gpx")

@@ -83,13 +83,12 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := s.cfg.Jobs.Import(r.Context(), req, r.Body)
-	var ie *importer.Error
 	switch {
 	case errors.Is(err, jobs.ErrTooLarge):
 		problem.Write(w, problem.TooLarge, tooLarge(s.cfg.Jobs.MaxUpload()), nil)
 		return
-	case errors.As(err, &ie):
-		problem.Write(w, problem.UnknownFormat, ie.Error(), nil)
+	case errors.Is(err, jobs.ErrFormat):
+		problem.Write(w, problem.UnknownFormat, err.Error()+"; name it with the format parameter (gpx, nmea, geojson or csv)", nil)
 		return
 	case errors.Is(err, jobs.ErrEmpty), errors.Is(err, jobs.ErrUpload):
 		problem.Write(w, problem.InvalidRequest, err.Error(), nil)

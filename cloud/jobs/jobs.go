@@ -40,6 +40,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"trackgate/cloud/geo"
 	"trackgate/cloud/importer"
 	"trackgate/cloud/store"
 	"trackgate/cloud/tracks"
@@ -67,7 +68,7 @@ type Points interface {
 
 // Tracks files an import's span as a track.
 type Tracks interface {
-	Imported(ctx context.Context, d *store.Device, name string, first, last time.Time) (*store.Track, bool, error)
+	Imported(ctx context.Context, d *store.Device, name string, first, last time.Time, acc *geo.Accumulator) (*store.Track, bool, error)
 }
 
 // Config configures the service.
@@ -111,6 +112,8 @@ var (
 	ErrEmpty = errors.New("the file is empty")
 	// ErrUpload: the upload could not be read to its end.
 	ErrUpload = errors.New("the upload was cut short")
+	// ErrFormat: the file's format could not be told from its first bytes.
+	ErrFormat = errors.New("unknown file format")
 	// ErrName: the track name asked for is not a track name.
 	ErrName = errors.New("invalid track name")
 )
@@ -165,9 +168,9 @@ type ImportRequest struct {
 }
 
 // Import spools body (at most MaxUpload bytes) and makes it a pending job
-// of the device's owner. A format that cannot be detected is an
-// *importer.Error; a body that is too large, empty or cut short is
-// ErrTooLarge, ErrEmpty or ErrUpload, a bad name ErrName.
+// of the device's owner. A format that cannot be detected is ErrFormat; a
+// body that is too large, empty or cut short is ErrTooLarge, ErrEmpty or
+// ErrUpload, a bad name ErrName.
 func (s *Service) Import(ctx context.Context, req ImportRequest, body io.Reader) (*store.Job, error) {
 	name := req.Name
 	if name == "" {
@@ -199,7 +202,7 @@ func (s *Service) Import(ctx context.Context, req ImportRequest, body io.Reader)
 	if format == "" {
 		if format, err = importer.Detect(head); err != nil {
 			os.Remove(s.spoolPath(j.ID))
-			return nil, err
+			return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 		}
 	}
 	j.Format = string(format)
@@ -384,11 +387,17 @@ func newID() string {
 // ValidID reports whether id has the form of a job id.
 func ValidID(id string) bool { return tracks.ValidID(id) }
 
-// span is the first and last fix time of an import's positions.
-type span struct{ first, last time.Time }
+// span is the first and last fix time of an import's positions, and
+// their summary while they come in time order.
+type span struct {
+	first, last time.Time
+	acc         geo.Accumulator
+	unordered   bool
+}
 
 func (sp *span) add(ps []position.Position) {
 	for i := range ps {
+		sp.unordered = sp.unordered || !sp.acc.Add(&ps[i])
 		t := ps[i].Time
 		if sp.first.IsZero() || t.Before(sp.first) {
 			sp.first = t
@@ -454,7 +463,13 @@ func (s *Service) runImport(ctx context.Context, j *store.Job) (string, error) {
 		}
 		return "", werr
 	}
-	t, created, err := s.cfg.Tracks.Imported(ctx, d, j.Name, sp.first, sp.last)
+	// The summary of the file is the track's when the span held nothing
+	// else; otherwise it is computed from InfluxDB.
+	var acc *geo.Accumulator
+	if !held && !sp.unordered {
+		acc = &sp.acc
+	}
+	t, created, err := s.cfg.Tracks.Imported(ctx, d, j.Name, sp.first, sp.last, acc)
 	if err != nil {
 		return "", fmt.Errorf("make the track: %w", err)
 	}

@@ -216,12 +216,14 @@ func (s *Service) Start(ctx context.Context, d *store.Device, name string, at ti
 }
 
 // Imported files the span from first to last of positions imported for
-// device d as a stopped track named name, its summary to be computed from
-// the points. Importing is idempotent: when d already has a track someone
-// made with exactly that span, that track is returned (created false) and
-// no other is made. Other tracks overlapping the span have their summaries
-// computed again, as they may hold imported points.
-func (s *Service) Imported(ctx context.Context, d *store.Device, name string, first, last time.Time) (t *store.Track, created bool, err error) {
+// device d as a stopped track named name. Its summary is acc when the
+// importer could tell it (every point of the span came from the import, in
+// time order), else it is computed from the points. Importing is
+// idempotent: when d already has a track someone made with exactly that
+// span, that track is returned (created false) and no other is made. Other
+// tracks overlapping the span have their summaries computed again, as they
+// may hold imported points.
+func (s *Service) Imported(ctx context.Context, d *store.Device, name string, first, last time.Time, acc *geo.Accumulator) (t *store.Track, created bool, err error) {
 	if err := CheckName(name); err != nil {
 		return nil, false, err
 	}
@@ -246,7 +248,10 @@ func (s *Service) Imported(ctx context.Context, d *store.Device, name string, fi
 				}
 			}
 		}
-		t = &store.Track{ID: NewID(), OwnerID: d.OwnerID, Device: d.ID, Name: name, Started: first, Stopped: &last, Touched: s.cfg.Now(), Dirty: true}
+		t = &store.Track{ID: NewID(), OwnerID: d.OwnerID, Device: d.ID, Name: name, Started: first, Stopped: &last, Touched: s.cfg.Now(), Dirty: acc == nil}
+		if acc != nil {
+			setAccumulator(t, acc)
+		}
 		created = true
 		return tx.Save(t)
 	})

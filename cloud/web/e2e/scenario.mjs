@@ -1,7 +1,9 @@
 // The web app's browser scenario: signs in (password, then TOTP), walks the
 // tracks list, a track (map, charts, hover, replay, GPX export, rename), a
-// 50,000-point track against the clock, deleting a track, the live map,
-// registering and revoking a device, the account page, and signing out.
+// 50,000-point track against the clock, deleting a track, importing a GPX
+// file (its job's progress and outcome, the new track, a refused upload and
+// a failed import), the live map, registering and revoking a device, the
+// account page, and signing out.
 // It fails (exit 1, the reason on stderr) at the first step that does not
 // hold, and at the end if any page logged a console error or threw.
 //
@@ -123,6 +125,66 @@ async function findTrackRow(page, id) {
     await page.waitForTimeout(400);
   }
   return null;
+}
+
+// gpxFile is a GPX 1.1 file of n track points one second apart from start:
+// a small loop near the harbour. withoutTimeAt, when set, is the index of
+// a point left without its <time> (which makes the import fail).
+function gpxFile(start, n, { withoutTimeAt = -1 } = {}) {
+  const pts = [];
+  for (let i = 0; i < n; i++) {
+    const a = (i / n) * 2 * Math.PI;
+    const lat = (53.54 + 0.004 * Math.sin(a)).toFixed(6);
+    const lon = (9.98 + 0.007 * Math.cos(a)).toFixed(6);
+    const time = i === withoutTimeAt ? '' : `<time>${new Date(start + i * 1000).toISOString()}</time>`;
+    pts.push(`      <trkpt lat="${lat}" lon="${lon}"><ele>${(12 + 3 * Math.sin(a * 3)).toFixed(1)}</ele>${time}</trkpt>`);
+  }
+  return Buffer.from(`<?xml version="1.0" encoding="UTF-8"?>
+<gpx version="1.1" creator="trackgate e2e" xmlns="http://www.topografix.com/GPX/1/1">
+  <trk><name>e2e import</name><trkseg>
+${pts.join('\n')}
+  </trkseg></trk>
+</gpx>
+`);
+}
+
+// importFile fills the Tracks page's import form with a file and submits it.
+async function importFile(page, file, { name = '', device = cfg.device } = {}) {
+  if (await page.locator('details.import-box:not([open])').count()) await page.click('details.import-box > summary');
+  await page.selectOption('#import-device', device);
+  await page.setInputFiles('#import-file', file);
+  await page.fill('#import-name', name);
+  await page.click('form.import-form button[type=submit]');
+}
+
+// importLines counts the lines the imports panel shows: outcomes (done)
+// and failures (failed).
+async function importLines(page) {
+  return page.evaluate(() => ({
+    done: document.querySelectorAll('.import-results p').length,
+    failed: document.querySelectorAll('.import-failures p').length,
+  }));
+}
+
+// importOutcome waits until the imports panel reports something new since
+// before (importLines): an outcome, a failure, or an alert in the form; it
+// returns which and the text.
+async function importOutcome(page, before, timeout = 30000) {
+  const handle = await page.waitForFunction((b) => {
+    const done = document.querySelectorAll('.import-results p');
+    const last = done[done.length - 1];
+    if (done.length > b.done) return { kind: 'done', text: last.textContent, href: last.querySelector('a')?.getAttribute('href') || '' };
+    const failed = document.querySelectorAll('.import-failures p');
+    if (failed.length > b.failed) return { kind: 'failed', text: failed[failed.length - 1].textContent };
+    const alert = document.querySelector('form.import-form [role=alert]:not([hidden])');
+    if (alert && alert.textContent) return { kind: 'refused', text: alert.textContent };
+    return null;
+  }, before, { timeout, polling: 100 }).catch(() => null);
+  if (!handle) {
+    const jobs = await page.locator('.job-row').allTextContents().catch(() => []);
+    throw new Failure(`the import reported no outcome within ${timeout} ms (listed: ${jobs.join(' | ') || 'nothing'})`);
+  }
+  return handle.jsonValue();
 }
 
 // markerPos is the screen position of the map's selected-point marker.
@@ -315,7 +377,103 @@ const steps = [
     check(status === 404, `GET /api/v1/tracks/${cfg.del} answers ${status} after deleting, not 404`);
   }],
 
-  [8, 'live positions', async (page) => {
+  [8, 'import a GPX file', async (page) => {
+    if (path(page) !== '/tracks') {
+      await page.goto(cfg.url + '/tracks');
+      await ready(page, 'tracks');
+    }
+    await page.waitForSelector('#import-device option[value]:not([value=""])', { state: 'attached', timeout: 10000 })
+      .catch(() => { throw new Failure('the import form offers no device'); });
+    const panel = page.locator('section.imports');
+    check(await panel.locator('h2', { hasText: 'Imports' }).count(), 'the Tracks page has no Imports panel');
+    for (const sel of ['#import-device', '#import-file', '#import-name']) {
+      const label = await page.locator(`label[for="${sel.slice(1)}"]`).count();
+      check(label, `the import form's ${sel} has no label`);
+    }
+
+    // 200 points three days ago, for TG_DEVICE.
+    const start = Math.floor(Date.now() / 1000 - 3 * 86400) * 1000;
+    const fileName = `e2e-import-${start / 1000}.gpx`;
+    const trackName = 'Imported in the browser';
+    const before = await importLines(page);
+    await importFile(page, { name: fileName, mimeType: 'application/gpx+xml', buffer: gpxFile(start, 200) }, { name: trackName });
+    // The job may be listed while it runs, or be over before the page
+    // looks again: then only its outcome shows.
+    const listed = await page.waitForSelector('.job-row', { timeout: 1500 }).then(() => true).catch(() => false);
+    if (listed) {
+      const row = page.locator('.job-row').first();
+      check(await row.locator('progress[max="100"]').count(), 'the import job row has no <progress max=100>');
+      check(await row.locator('button', { hasText: 'Cancel' }).count(), 'the import job row has no Cancel button');
+      check((await row.textContent()).includes(fileName), `the import job row does not name ${fileName}`);
+      await shot(page, 'tracks-import-running.png').catch(() => {});
+    }
+    const out = await importOutcome(page, before);
+    check(out.kind === 'done', `the import did not complete: ${out.text}`);
+    check(out.text.includes(`Imported 200 positions from ${fileName}`), `the import's status says "${out.text}"`);
+    const m = /^\/tracks\/([^/]+)$/.exec(out.href);
+    check(m, `the import's status links to "${out.href}", not to /tracks/{id}`);
+    const id = decodeURIComponent(m[1]);
+    results.import_listed_while_running = listed;
+    await page.waitForSelector(`.track-row[data-track="${id}"]`, { timeout: 10000 })
+      .catch(() => { throw new Failure(`the imported track ${id} does not appear in the tracks list`); });
+    const link = await page.locator(`.track-row[data-track="${id}"] a.track-link`).textContent();
+    check(link === trackName, `the imported track is listed as "${link}", not "${trackName}"`);
+    check(!(await page.locator('.job-row').count()), 'a finished import is still listed as running');
+    // A new track's summary is computed again from its points shortly
+    // after it is made (it is "stale" until then).
+    let t = null;
+    for (let i = 0; i < 40; i++) {
+      t = await page.evaluate((tid) => fetch('/api/v1/tracks/' + tid).then((r) => r.json()), id);
+      if (!t.stale) break;
+      await page.waitForTimeout(500);
+    }
+    check(t.device === cfg.device, `the imported track is of ${t.device}, not ${cfg.device}`);
+    check(t.summary && t.summary.points === 200, `the imported track holds ${t.summary && t.summary.points} points, not 200 (stale: ${Boolean(t.stale)})`);
+    await shot(page, 'tracks-import-desktop.png');
+    await atPhone(page, 'tracks-import', { noScroll: true });
+
+    // A file of no known format is refused at upload (415), and a GPX
+    // point without a time fails the import with the line it is on.
+    expectConsole(/\/api\/v1\/imports\b/);
+    await importFile(page, { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('just some notes\n') });
+    const refused = await importOutcome(page, await importLines(page));
+    check(refused.kind === 'refused', `an upload of no known format was not refused: ${refused.kind}: ${refused.text}`);
+    check(refused.text.trim(), 'the refused upload shows an empty alert');
+    results.import_refusal = refused.text;
+    check(/format could not be told/.test(refused.text), `the refusal of a file of no known format does not speak of its format: "${refused.text}"`);
+    const bad = gpxFile(start + 3600 * 1000, 20, { withoutTimeAt: 7 });
+    const beforeBad = await importLines(page);
+    await importFile(page, { name: 'no-time.gpx', mimeType: 'application/gpx+xml', buffer: bad });
+    const failed = await importOutcome(page, beforeBad);
+    check(failed.kind === 'failed', `a GPX point without a time did not fail the import: ${failed.kind}: ${failed.text}`);
+    check(failed.text.includes('no-time.gpx') && /line \d+/.test(failed.text), `the failure does not name the file and line: "${failed.text}"`);
+    await panel.screenshot({ path: join(cfg.out, 'tracks-import-failed.png') });
+
+    // Cancelling by keyboard a larger import (100,000 points a week ago)
+    // as soon as it is listed: pending, it is cancelled at once; running,
+    // it stops at its next progress report. The focus stays in the panel.
+    const lines = await importLines(page);
+    await importFile(page, { name: 'large.gpx', mimeType: 'application/gpx+xml', buffer: gpxFile(start - 7 * 86400 * 1000, 100000) });
+    const cancel = page.locator('.job-row', { hasText: 'large.gpx' }).locator('button', { hasText: 'Cancel' });
+    const cancellable = await cancel.waitFor({ timeout: 30000 }).then(() => true).catch(() => false);
+    if (cancellable) {
+      await cancel.focus();
+      await page.keyboard.press('Enter');
+    }
+    const ended = await importOutcome(page, lines, 60000);
+    check(ended.kind === 'done', `the large import did not end well: ${ended.kind}: ${ended.text}`);
+    if (cancellable && /cancelled/.test(ended.text)) {
+      check(ended.text.includes('Import of large.gpx cancelled'), `the cancel's status says "${ended.text}"`);
+      const inPanel = await page.evaluate(() => Boolean(document.activeElement && document.activeElement.closest('section.imports')));
+      check(inPanel, 'after the cancel the focus left the Imports panel');
+    } else {
+      log(`  the large import ended before it could be cancelled: ${ended.text}`);
+    }
+    results.import_cancel = ended.text;
+    check(!(await page.locator('.job-row').count()), 'an ended import is still listed as running');
+  }],
+
+  [9, 'live positions', async (page) => {
     await page.goto(cfg.url + '/live');
     await ready(page, 'live');
     const sel = `.live-row[data-device="${cfg.live}"][data-lat]`;
@@ -332,7 +490,7 @@ const steps = [
     await atPhone(page, 'live', { noScroll: true });
   }],
 
-  [9, 'register and revoke a device', async (page) => {
+  [10, 'register and revoke a device', async (page) => {
     await page.click('nav a[href="/devices"]');
     await ready(page, 'devices');
     const id = 'e2e-phone';
@@ -359,7 +517,7 @@ const steps = [
       .catch(() => { throw new Failure(`${id} is still listed after revoking`); });
   }],
 
-  [10, 'account page', async (page) => {
+  [11, 'account page', async (page) => {
     await page.click('nav a[href="/account"]');
     await ready(page, 'account');
     check(await page.locator('main form.signout').count(), 'the account page has no sign-out form');
@@ -367,7 +525,7 @@ const steps = [
     await atPhone(page, 'account', { noScroll: true });
   }],
 
-  [11, 'sign out', async (page) => {
+  [12, 'sign out', async (page) => {
     if (!page.url().startsWith(origin)) await page.goto(cfg.url + '/tracks');
     await Promise.all([
       page.waitForURL((u) => u.pathname === '/login' || u.pathname.startsWith('/login'), { timeout: 10000 }).catch(() => {}),

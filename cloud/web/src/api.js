@@ -59,14 +59,19 @@ export function toSignIn() {
   location.assign('/login?return_to=' + encodeURIComponent(location.pathname + location.search));
 }
 
-// api calls the API at path. body (any JSON value) is sent as JSON. It
-// resolves to the parsed JSON answer (null for 204) and rejects with
-// ApiError, SessionEnded, or the fetch's own error (e.g. AbortError).
+// api calls the API at path. body (any JSON value) is sent as JSON; a Blob
+// (a File from a file input) is sent as it is, as
+// application/octet-stream. It resolves to the parsed JSON answer (null
+// for 204) and rejects with ApiError, SessionEnded, or the fetch's own
+// error (e.g. AbortError).
 export async function api(path, { method = 'GET', body, signal } = {}) {
   const headers = { Accept: 'application/json, application/problem+json' };
   if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = config.csrf;
   const init = { method, headers, signal, credentials: 'same-origin', cache: 'no-store' };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    headers['Content-Type'] = 'application/octet-stream';
+    init.body = body;
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
