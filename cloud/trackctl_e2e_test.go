@@ -543,6 +543,18 @@ func TestTrackctlImport(t *testing.T) {
 		t.Errorf("the imported track's summary has %d points, want %d", tracks[0].Summary.Points, n)
 	}
 
+	// Tables for people.
+	table := c.ok("jobs", "ls")
+	t.Logf("trackctl jobs ls:\n%s", table)
+	if !regexp.MustCompile(`(?m)^ID +KIND +DEVICE +FILE +STATE +PROGRESS +ITEMS +CREATED +TRACK\n.* import +van +big\.gpx +completed +100% +100000/100000 positions `).MatchString(table) {
+		t.Errorf("jobs ls table:\n%s", table)
+	}
+	show := c.ok("tracks", "show", *first.Track)
+	t.Logf("trackctl tracks show:\n%s", show)
+	if !regexp.MustCompile(`(?m)^points: +100000$`).MatchString(show) || !regexp.MustCompile(`(?m)^name: +big$`).MatchString(show) {
+		t.Errorf("tracks show:\n%s", show)
+	}
+
 	// A file of no format the importer reads is refused at the upload.
 	junk := filepath.Join(dir, "junk.bin")
 	if err := os.WriteFile(junk, []byte{0x89, 'P', 'N', 'G', 0, 1, 2}, 0o644); err != nil {
