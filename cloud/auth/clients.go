@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"trackgate/cloud/store"
+	"trackgate/internal/atomicfile"
 )
 
 // Grant types.
@@ -90,7 +91,7 @@ func (s *Server) seedClients(ctx context.Context, dir string) error {
 	secret, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		secret = []byte("tgs_" + newSecret())
-		err = writeFileAtomic(path, secret, 0o600)
+		err = atomicfile.Write(path, secret)
 	}
 	if err != nil {
 		return fmt.Errorf("website client secret: %w", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"trackgate/cloud/store"
+	"trackgate/internal/atomicfile"
 	"trackgate/internal/token"
 )
 
@@ -116,7 +117,7 @@ func (r *KeyRing) addLocked(ctx context.Context, signsFrom time.Time) (store.Sig
 	if err != nil {
 		return store.SigningKey{}, fmt.Errorf("new signing key: %w", err)
 	}
-	if err := writeFileAtomic(r.path(k.ID), pem, 0o600); err != nil {
+	if err := atomicfile.Write(r.path(k.ID), pem); err != nil {
 		return store.SigningKey{}, fmt.Errorf("new signing key: %w", err)
 	}
 	rec := store.SigningKey{ID: k.ID, SignsFrom: signsFrom.UTC()}
@@ -206,31 +207,4 @@ func (r *KeyRing) Rotate(ctx context.Context, now time.Time, lead time.Duration)
 		}
 	}
 	return rec, r.loadLocked(ctx)
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, renamed over path once synced.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"trackgate/internal/atomicfile"
 )
 
 // sealer encrypts secrets kept in the store (TOTP secrets) with AES-256-GCM
@@ -26,7 +28,7 @@ func openSealer(dir string) (*sealer, error) {
 		if _, err := rand.Read(key); err != nil {
 			return nil, fmt.Errorf("secrets key: %w", err)
 		}
-		if err := writeFileAtomic(path, key, 0o600); err != nil {
+		if err := atomicfile.Write(path, key); err != nil {
 			return nil, fmt.Errorf("secrets key: %w", err)
 		}
 	} else if err != nil {

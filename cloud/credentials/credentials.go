@@ -40,6 +40,8 @@ import (
 	"strings"
 	"time"
 
+	"trackgate/internal/atomicfile"
+
 	"github.com/gofrs/flock"
 	"golang.org/x/oauth2"
 )
@@ -240,61 +242,17 @@ func (s *Store) save(f *File) error {
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("credentials: remove %s: %w", s.path, err)
 		}
-		return syncDir(dir)
+		if err := atomicfile.SyncDir(dir); err != nil {
+			return fmt.Errorf("credentials: %w", err)
+		}
+		return nil
 	}
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("credentials: encode: %w", err)
 	}
-	return writeAtomic(s.path, append(data, '\n'))
-}
-
-// writeAtomic replaces the file at path by one holding data: a temporary
-// file in the same directory, created 0600, is written, synced and renamed
-// over it, and the directory is synced.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp") // mode 0600
-	if err != nil {
-		return fmt.Errorf("credentials: create temporary file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("credentials: write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("credentials: sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("credentials: close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("credentials: replace %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename or removal in dir durable. Windows cannot sync a
-// directory, and makes renames durable by itself.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("credentials: open directory %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("credentials: sync directory %s: %w", dir, err)
+	if err := atomicfile.Write(s.path, append(data, '\n')); err != nil {
+		return fmt.Errorf("credentials: %w", err)
 	}
 	return nil
 }

@@ -10,8 +10,9 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
+
+	"trackgate/internal/atomicfile"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -96,7 +97,7 @@ func (v *Verifier) refresh(ctx context.Context) error {
 		v.log.Info("JWKS keys installed", "kids", ks.kids)
 	}
 	if v.cfg.CacheFile != "" && !bytes.Equal(raw, v.cached) {
-		if err := writeFileAtomic(v.cfg.CacheFile, raw); err != nil {
+		if err := atomicfile.Write(v.cfg.CacheFile, raw); err != nil {
 			v.log.Warn("JWKS cache not written", "file", v.cfg.CacheFile, "err", err)
 		} else {
 			v.cached = raw
@@ -161,7 +162,7 @@ func (v *Verifier) loadCache() {
 	log.Info("JWKS cache loaded", "kids", ks.kids)
 }
 
-// readCache reads a cache file written by writeFileAtomic: a regular file of
+// readCache reads a cache file written by atomicfile.Write: a regular file of
 // at most limit bytes that only its owner can write. A file that is missing
 // gives an error wrapping fs.ErrNotExist.
 func readCache(name string, limit int64) ([]byte, error) {
@@ -175,45 +176,4 @@ func readCache(name string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("others can write it (mode %s)", fi.Mode().Perm())
 	}
 	return os.ReadFile(name)
-}
-
-// writeFileAtomic replaces name with data, mode 0600: it writes a temporary
-// file in the same directory, syncs it and renames it over name, so a reader
-// or a crash sees the old file or the new one, never a part.
-func writeFileAtomic(name string, data []byte) (err error) {
-	dir := filepath.Dir(name)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("create temporary file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("chmod %s: %w", f.Name(), err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
-		return fmt.Errorf("rename to %s: %w", name, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"trackgate/internal/atomicfile"
 )
 
 // Defaults of a RevocationsConfig.
@@ -223,7 +225,7 @@ func (r *Revocations) fetch(ctx context.Context) error {
 	hooks := r.onRevoke
 	r.mu.Unlock()
 	if r.cfg.CacheFile != "" && (len(added) > 0 || len(set) != len(old)) {
-		if err := writeFileAtomic(r.cfg.CacheFile, raw); err != nil {
+		if err := atomicfile.Write(r.cfg.CacheFile, raw); err != nil {
 			r.log.Warn("revocation cache not written", "err", err)
 		}
 	}
