@@ -14,9 +14,9 @@ import (
 // MaxAutoSplit is the longest automatic split interval, in minutes (a week).
 const MaxAutoSplit = 7 * 24 * 60
 
-// deviceJSON is a device with its settings and what the cloud last heard
+// Device is a device with its settings and what the cloud last heard
 // from it.
-type deviceJSON struct {
+type Device struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
 	// AutoSplit is the automatic split interval in minutes; 0 when off.
@@ -53,12 +53,12 @@ func lastOut(st *store.DeviceState) lastJSON {
 }
 
 // deviceOut describes d with its state and recording track.
-func (s *Server) deviceOut(r *http.Request, d *store.Device) (*deviceJSON, error) {
+func (s *Server) deviceOut(r *http.Request, d *store.Device) (*Device, error) {
 	st, err := s.st.DeviceStateOf(r.Context(), d.ID)
 	if err != nil {
 		return nil, err
 	}
-	out := &deviceJSON{ID: d.ID, Name: d.Name, AutoSplit: int(d.AutoSplit / time.Minute), Created: d.CreatedAt.UTC(), lastJSON: lastOut(st)}
+	out := &Device{ID: d.ID, Name: d.Name, AutoSplit: int(d.AutoSplit / time.Minute), Created: d.CreatedAt.UTC(), lastJSON: lastOut(st)}
 	t, err := s.trk.Recording(r.Context(), d)
 	if err != nil {
 		return nil, err
@@ -81,7 +81,7 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, r, "devices", err)
 		return
 	}
-	out := make([]*deviceJSON, 0, len(devs))
+	out := make([]*Device, 0, len(devs))
 	for _, d := range devs {
 		j, err := s.deviceOut(r, d)
 		if err != nil {

@@ -13,8 +13,8 @@ import (
 	"trackgate/cloud/store"
 )
 
-// jobJSON is a job in the API.
-type jobJSON struct {
+// Job is a job in the API.
+type Job struct {
 	ID              string         `json:"id"`
 	Kind            string         `json:"kind"`
 	Device          string         `json:"device"`
@@ -36,8 +36,8 @@ type jobJSON struct {
 	Ended           *time.Time     `json:"ended"`
 }
 
-func jobOut(j *store.Job) jobJSON {
-	out := jobJSON{ID: j.ID, Kind: j.Kind, Device: j.Device, State: j.State, Name: j.Name, FileName: j.FileName,
+func jobOut(j *store.Job) Job {
+	out := Job{ID: j.ID, Kind: j.Kind, Device: j.Device, State: j.State, Name: j.Name, FileName: j.FileName,
 		Format: j.Format, Size: j.Size, SHA256: j.SHA256, Progress: j.Progress, Processed: j.Processed, Skipped: j.Skipped,
 		Error: j.Error, CancelRequested: j.CancelRequested && !j.State.Ended(), Created: j.CreatedAt, Started: j.StartedAt, Ended: j.EndedAt}
 	if j.Total >= 0 {
@@ -157,9 +157,9 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Jobs       []jobJSON `json:"jobs"`
-		NextCursor string    `json:"next_cursor,omitempty"`
-	}{Jobs: make([]jobJSON, 0, len(js))}
+		Jobs       []Job  `json:"jobs"`
+		NextCursor string `json:"next_cursor,omitempty"`
+	}{Jobs: make([]Job, 0, len(js))}
 	if len(js) > want {
 		js = js[:want]
 		out.NextCursor = nextPage(w, r, q, cursor{js[want-1].CreatedAt, js[want-1].ID})

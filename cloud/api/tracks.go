@@ -30,8 +30,8 @@ const (
 // MaxSimplify is the largest simplification tolerance, in metres.
 const MaxSimplify = 100_000
 
-// trackJSON is a track in the API.
-type trackJSON struct {
+// Track is a track in the API.
+type Track struct {
 	ID        string      `json:"id"`
 	Device    string      `json:"device"`
 	Name      string      `json:"name"`
@@ -45,8 +45,8 @@ type trackJSON struct {
 	Stale bool `json:"stale,omitempty"`
 }
 
-func trackOut(t *store.Track) trackJSON {
-	return trackJSON{ID: t.ID, Device: t.Device, Name: t.Name, Auto: t.Auto, Recording: t.Recording(),
+func trackOut(t *store.Track) Track {
+	return Track{ID: t.ID, Device: t.Device, Name: t.Name, Auto: t.Auto, Recording: t.Recording(),
 		Started: t.Started, Stopped: t.Stopped, Summary: tracks.Summary(t), Stale: t.Dirty}
 }
 
@@ -186,9 +186,9 @@ func (s *Server) listTracks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Tracks     []trackJSON `json:"tracks"`
-		NextCursor string      `json:"next_cursor,omitempty"`
-	}{Tracks: make([]trackJSON, 0, len(ts))}
+		Tracks     []Track `json:"tracks"`
+		NextCursor string  `json:"next_cursor,omitempty"`
+	}{Tracks: make([]Track, 0, len(ts))}
 	if len(ts) > want {
 		ts = ts[:want]
 		out.NextCursor = nextPage(w, r, q, cursor{ts[want-1].Started, ts[want-1].ID})

@@ -13,30 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"trackgate/cloud/api"
 	"trackgate/internal/config"
 )
-
-// track is a track as the API describes it.
-type track struct {
-	ID        string     `json:"id"`
-	Device    string     `json:"device"`
-	Name      string     `json:"name"`
-	Auto      bool       `json:"auto"`
-	Recording bool       `json:"recording"`
-	Started   time.Time  `json:"started"`
-	Stopped   *time.Time `json:"stopped"`
-	Summary   struct {
-		Points   int     `json:"points"`
-		Distance float64 `json:"distance_m"`
-		Duration float64 `json:"duration_s"`
-		Moving   float64 `json:"moving_s"`
-		MaxSpeed float64 `json:"max_speed_mps"`
-		AvgSpeed float64 `json:"avg_speed_mps"`
-		Gain     float64 `json:"elevation_gain_m"`
-		Loss     float64 `json:"elevation_loss_m"`
-	} `json:"summary"`
-	Stale bool `json:"stale"`
-}
 
 // printJSON writes v indented.
 func printJSON(w io.Writer, v any) error {
@@ -85,10 +64,7 @@ var tracksLs = command{name: "ls", usage: "[--device D] [--from T] [--to T] [--l
 		fs.BoolVar(&tracksLsFlags.all, "all", false, "every track, page after page")
 	},
 	run: func(e *env, args []string) error {
-		if err := needArgs(args, 0, 0, "no arguments"); err != nil {
-			return err
-		}
-		c, err := e.client()
+		c, err := e.connect(args, 0, 0, "no arguments")
 		if err != nil {
 			return err
 		}
@@ -99,11 +75,11 @@ var tracksLs = command{name: "ls", usage: "[--device D] [--from T] [--to T] [--l
 				q.Set(k, v)
 			}
 		}
-		all := []track{}
+		all := []api.Track{}
 		for {
 			var page struct {
-				Tracks     []track `json:"tracks"`
-				NextCursor string  `json:"next_cursor"`
+				Tracks     []api.Track `json:"tracks"`
+				NextCursor string      `json:"next_cursor"`
 			}
 			if err := c.call(e.ctx, "GET", "/api/v1/tracks", q, nil, &page); err != nil {
 				return err
@@ -130,10 +106,7 @@ var tracksLs = command{name: "ls", usage: "[--device D] [--from T] [--to T] [--l
 	}}
 
 var tracksShow = command{name: "show", usage: "ID", run: func(e *env, args []string) error {
-	if err := needArgs(args, 1, 1, "a track id"); err != nil {
-		return err
-	}
-	c, err := e.client()
+	c, err := e.connect(args, 1, 1, "a track id")
 	if err != nil {
 		return err
 	}
@@ -145,7 +118,7 @@ var tracksShow = command{name: "show", usage: "ID", run: func(e *env, args []str
 		_, err := e.stdout.Write(raw)
 		return err
 	}
-	var t track
+	var t api.Track
 	if err := json.Unmarshal(raw, &t); err != nil {
 		return err
 	}
@@ -182,10 +155,7 @@ var tracksExport = command{name: "export", usage: "ID [--format gpx|geojson|csv|
 		fs.Float64Var(&tracksExportFlags.simplify, "simplify", 0, "simplify the line to this tolerance, in `metres`")
 	},
 	run: func(e *env, args []string) error {
-		if err := needArgs(args, 1, 1, "a track id"); err != nil {
-			return err
-		}
-		c, err := e.client()
+		c, err := e.connect(args, 1, 1, "a track id")
 		if err != nil {
 			return err
 		}
@@ -223,10 +193,7 @@ var tracksExport = command{name: "export", usage: "ID [--format gpx|geojson|csv|
 	}}
 
 var tracksRm = command{name: "rm", usage: "ID...", run: func(e *env, args []string) error {
-	if err := needArgs(args, 1, -1, "one or more track ids"); err != nil {
-		return err
-	}
-	c, err := e.client()
+	c, err := e.connect(args, 1, -1, "one or more track ids")
 	if err != nil {
 		return err
 	}
@@ -241,20 +208,8 @@ var tracksRm = command{name: "rm", usage: "ID...", run: func(e *env, args []stri
 	return nil
 }}
 
-// device is a device as the API describes it.
-type device struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	AutoSplit int        `json:"auto_split"`
-	Recording string     `json:"recording"`
-	LastSeen  *time.Time `json:"last_seen"`
-}
-
 var devicesLs = command{name: "ls", usage: "", run: func(e *env, args []string) error {
-	if err := needArgs(args, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	c, err := e.client()
+	c, err := e.connect(args, 0, 0, "no arguments")
 	if err != nil {
 		return err
 	}
@@ -263,7 +218,7 @@ var devicesLs = command{name: "ls", usage: "", run: func(e *env, args []string) 
 		return err
 	}
 	var out struct {
-		Devices []device `json:"devices"`
+		Devices []api.Device `json:"devices"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
@@ -291,10 +246,7 @@ var devicesAddFlags struct{ name string }
 var devicesAdd = command{name: "add", usage: "ID [--name N]",
 	flags: func(fs *flag.FlagSet) { fs.StringVar(&devicesAddFlags.name, "name", "", "the device's display name") },
 	run: func(e *env, args []string) error {
-		if err := needArgs(args, 1, 1, "a device id"); err != nil {
-			return err
-		}
-		c, err := e.client()
+		c, err := e.connect(args, 1, 1, "a device id")
 		if err != nil {
 			return err
 		}
@@ -315,10 +267,7 @@ var devicesAdd = command{name: "add", usage: "ID [--name N]",
 	}}
 
 var devicesRm = command{name: "rm", usage: "ID", run: func(e *env, args []string) error {
-	if err := needArgs(args, 1, 1, "a device id"); err != nil {
-		return err
-	}
-	c, err := e.client()
+	c, err := e.connect(args, 1, 1, "a device id")
 	if err != nil {
 		return err
 	}
@@ -340,19 +289,21 @@ func recordFlagSet(name bool) func(fs *flag.FlagSet) {
 	}
 }
 
+// recordClient is the prologue of the record commands.
+func recordClient(e *env, args []string) (*client, error) {
+	if recordFlags.device == "" {
+		return nil, config.Usagef("--device is required")
+	}
+	return e.connect(args, 0, 0, "no arguments")
+}
+
 var recordStart = command{name: "start", usage: "--device D [--name N]", flags: recordFlagSet(true),
 	run: func(e *env, args []string) error {
-		if err := needArgs(args, 0, 0, "no arguments"); err != nil {
-			return err
-		}
-		if recordFlags.device == "" {
-			return config.Usagef("--device is required")
-		}
-		c, err := e.client()
+		c, err := recordClient(e, args)
 		if err != nil {
 			return err
 		}
-		var t track
+		var t api.Track
 		body := map[string]string{"device": recordFlags.device, "name": recordFlags.name}
 		if err := c.call(e.ctx, "POST", "/api/v1/tracks", nil, body, &t); err != nil {
 			return err
@@ -368,24 +319,18 @@ var recordStart = command{name: "start", usage: "--device D [--name N]", flags: 
 
 var recordStop = command{name: "stop", usage: "--device D", flags: recordFlagSet(false),
 	run: func(e *env, args []string) error {
-		if err := needArgs(args, 0, 0, "no arguments"); err != nil {
-			return err
-		}
-		if recordFlags.device == "" {
-			return config.Usagef("--device is required")
-		}
-		c, err := e.client()
+		c, err := recordClient(e, args)
 		if err != nil {
 			return err
 		}
-		var d device
+		var d api.Device
 		if err := c.call(e.ctx, "GET", "/api/v1/devices/"+url.PathEscape(recordFlags.device), nil, nil, &d); err != nil {
 			return err
 		}
 		if d.Recording == "" {
 			return fmt.Errorf("device %s is not recording", d.ID)
 		}
-		var t track
+		var t api.Track
 		if err := c.call(e.ctx, "POST", "/api/v1/tracks/"+d.Recording+"/stop", nil, nil, &t); err != nil {
 			return err
 		}

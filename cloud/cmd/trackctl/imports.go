@@ -17,35 +17,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"trackgate/cloud/api"
 	"trackgate/internal/config"
 )
-
-// job is a job as the API describes it.
-type job struct {
-	ID              string     `json:"id"`
-	Kind            string     `json:"kind"`
-	Device          string     `json:"device"`
-	State           string     `json:"state"`
-	Name            string     `json:"name"`
-	FileName        string     `json:"file_name"`
-	Format          string     `json:"format"`
-	Size            int64      `json:"size"`
-	SHA256          string     `json:"sha256"`
-	Progress        int        `json:"progress"`
-	Total           *int64     `json:"total_items"`
-	Processed       int64      `json:"processed_items"`
-	Skipped         int64      `json:"skipped_items"`
-	Track           *string    `json:"track"`
-	Error           string     `json:"error,omitempty"`
-	CancelRequested bool       `json:"cancel_requested,omitempty"`
-	Created         time.Time  `json:"created"`
-	Started         *time.Time `json:"started"`
-	Ended           *time.Time `json:"ended"`
-}
-
-func (j *job) ended() bool {
-	return j.State == "completed" || j.State == "failed" || j.State == "cancelled"
-}
 
 var importFlags struct {
 	device, format, name string
@@ -78,7 +52,7 @@ func importFiles(e *env, files []string) error {
 	if err != nil {
 		return err
 	}
-	var results []*job
+	var results []*api.Job
 	var failed []string
 	for _, path := range files {
 		if e.ctx.Err() != nil {
@@ -113,7 +87,7 @@ func importFiles(e *env, files []string) error {
 
 // importFile uploads one file and, unless --no-wait, follows its job to
 // its end.
-func importFile(e *env, c *client, path string) (*job, error) {
+func importFile(e *env, c *client, path string) (*api.Job, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -150,7 +124,7 @@ func importFile(e *env, c *client, path string) (*job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
-	var j job
+	var j api.Job
 	err = json.NewDecoder(resp.Body).Decode(&j)
 	resp.Body.Close()
 	if err != nil {
@@ -190,7 +164,7 @@ func deref(s *string) string {
 // follow polls job j until it ends, showing its progress: a bar on a
 // terminal, a line every few seconds otherwise. When ctx ends (Ctrl-C) it
 // asks the server to cancel the job and waits for it to stop.
-func follow(e *env, c *client, j *job, label string) (*job, error) {
+func follow(e *env, c *client, j *api.Job, label string) (*api.Job, error) {
 	tty := isTerminal(e.stderr) && !e.json
 	var bar *progressbar.ProgressBar
 	lastLine := time.Time{}
@@ -212,7 +186,7 @@ func follow(e *env, c *client, j *job, label string) (*job, error) {
 				return j, fmt.Errorf("cancel job %s: %w", j.ID, err)
 			}
 		}
-		if j.ended() {
+		if j.State.Ended() {
 			break
 		}
 		if tty && j.Total != nil {
@@ -260,7 +234,7 @@ func follow(e *env, c *client, j *job, label string) (*job, error) {
 	return j, nil
 }
 
-func counts(j *job) string {
+func counts(j *api.Job) string {
 	total := "?"
 	if j.Total != nil {
 		total = strconv.FormatInt(*j.Total, 10)
@@ -283,10 +257,7 @@ var jobsLs = command{name: "ls", usage: "[--state pending,running,…] [--limit 
 		fs.IntVar(&jobsLsFlags.limit, "limit", 50, "at most this many jobs (1–500)")
 	},
 	run: func(e *env, args []string) error {
-		if err := needArgs(args, 0, 0, "no arguments"); err != nil {
-			return err
-		}
-		c, err := e.client()
+		c, err := e.connect(args, 0, 0, "no arguments")
 		if err != nil {
 			return err
 		}
@@ -295,7 +266,7 @@ var jobsLs = command{name: "ls", usage: "[--state pending,running,…] [--limit 
 			q.Set("state", jobsLsFlags.state)
 		}
 		var page struct {
-			Jobs []job `json:"jobs"`
+			Jobs []api.Job `json:"jobs"`
 		}
 		if err := c.call(e.ctx, "GET", "/api/v1/jobs", q, nil, &page); err != nil {
 			return err
@@ -305,7 +276,7 @@ var jobsLs = command{name: "ls", usage: "[--state pending,running,…] [--limit 
 		}
 		rows := make([][]string, 0, len(page.Jobs))
 		for _, j := range page.Jobs {
-			rows = append(rows, []string{j.ID, j.Kind, j.Device, orDash(j.FileName), j.State, strconv.Itoa(j.Progress) + "%",
+			rows = append(rows, []string{j.ID, j.Kind, j.Device, orDash(j.FileName), string(j.State), strconv.Itoa(j.Progress) + "%",
 				counts(&j), localTime(j.Created), deref(j.Track)})
 		}
 		return table(e.stdout, []string{"ID", "KIND", "DEVICE", "FILE", "STATE", "PROGRESS", "ITEMS", "CREATED", "TRACK"}, rows)
@@ -318,20 +289,17 @@ var jobsShow = command{name: "show", usage: "ID [--wait]",
 		fs.BoolVar(&jobsShowFlags.wait, "wait", false, "follow the job until it ends (Ctrl-C cancels it)")
 	},
 	run: func(e *env, args []string) error {
-		if err := needArgs(args, 1, 1, "a job id"); err != nil {
-			return err
-		}
-		c, err := e.client()
+		c, err := e.connect(args, 1, 1, "a job id")
 		if err != nil {
 			return err
 		}
-		var j job
+		var j api.Job
 		if err := c.call(e.ctx, "GET", "/api/v1/jobs/"+url.PathEscape(args[0]), nil, nil, &j); err != nil {
 			return err
 		}
 		var ferr error
 		if jobsShowFlags.wait {
-			var end *job
+			var end *api.Job
 			if end, ferr = follow(e, c, &j, j.FileName); end != nil {
 				j = *end
 			}
@@ -343,7 +311,7 @@ var jobsShow = command{name: "show", usage: "ID [--wait]",
 			return ferr
 		}
 		rows := [][]string{{"id", j.ID}, {"kind", j.Kind}, {"device", j.Device}, {"file", orDash(j.FileName)},
-			{"format", j.Format}, {"size", strconv.FormatInt(j.Size, 10) + " bytes"}, {"state", j.State},
+			{"format", j.Format}, {"size", strconv.FormatInt(j.Size, 10) + " bytes"}, {"state", string(j.State)},
 			{"progress", strconv.Itoa(j.Progress) + "%"}, {"items", counts(&j)}, {"created", localTime(j.Created)}}
 		if j.Started != nil {
 			rows = append(rows, []string{"started", localTime(*j.Started)})
@@ -367,14 +335,11 @@ var jobsShow = command{name: "show", usage: "ID [--wait]",
 	}}
 
 var jobsCancel = command{name: "cancel", usage: "ID", run: func(e *env, args []string) error {
-	if err := needArgs(args, 1, 1, "a job id"); err != nil {
-		return err
-	}
-	c, err := e.client()
+	c, err := e.connect(args, 1, 1, "a job id")
 	if err != nil {
 		return err
 	}
-	var j job
+	var j api.Job
 	if err := c.call(e.ctx, "POST", "/api/v1/jobs/"+url.PathEscape(args[0])+"/cancel", nil, nil, &j); err != nil {
 		return err
 	}

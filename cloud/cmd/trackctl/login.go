@@ -323,10 +323,7 @@ func revoke(ctx context.Context, endpoint, tok, hint string) error {
 var whoamiCommand = command{name: "whoami", usage: "", run: whoami}
 
 func whoami(e *env, args []string) error {
-	if err := needArgs(args, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	c, err := e.client()
+	c, err := e.connect(args, 0, 0, "no arguments")
 	if err != nil {
 		return err
 	}

@@ -174,6 +174,14 @@ func init() {
 	groups["jobs"] = group{"ls": jobsLs, "show": jobsShow, "cancel": jobsCancel}
 }
 
+// connect checks a command's argument count and returns its API client.
+func (e *env) connect(args []string, minN, maxN int, what string) (*client, error) {
+	if err := needArgs(args, minN, maxN, what); err != nil {
+		return nil, err
+	}
+	return e.client()
+}
+
 // needArgs checks a command's argument count.
 func needArgs(args []string, minN, maxN int, what string) error {
 	if len(args) < minN || (maxN >= 0 && len(args) > maxN) {
