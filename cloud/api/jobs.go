@@ -82,6 +82,8 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.TooLarge, tooLarge(s.cfg.Jobs.MaxUpload()), nil)
 		return
 	}
+	// An upload that stalls does not hold its spool file for ever.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadTimeout))
 	j, err := s.cfg.Jobs.Import(r.Context(), req, r.Body)
 	switch {
 	case errors.Is(err, jobs.ErrTooLarge):
@@ -103,6 +105,9 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", "/api/v1/jobs/"+j.ID)
 	writeJSON(w, http.StatusAccepted, jobOut(j))
 }
+
+// uploadTimeout bounds the reading of an import's upload.
+const uploadTimeout = time.Hour
 
 func tooLarge(n int64) string {
 	return "the largest import is " + formatBytes(n)

@@ -23,9 +23,7 @@ package jobs
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -191,7 +189,7 @@ func (s *Service) Import(ctx context.Context, req ImportRequest, body io.Reader)
 	if err := tracks.CheckName(name); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrName, err)
 	}
-	j := &store.Job{ID: newID(), OwnerID: req.Device.OwnerID, Kind: "import", Device: req.Device.ID, Name: name,
+	j := &store.Job{ID: tracks.NewID(), OwnerID: req.Device.OwnerID, Kind: "import", Device: req.Device.ID, Name: name,
 		FileName: req.FileName, Total: -1, CreatedAt: s.cfg.Now().UTC()}
 	size, sum, head, err := s.spool(j.ID, body)
 	if err != nil {
@@ -334,13 +332,14 @@ func (s *Service) run(ctx context.Context, j *store.Job) {
 	if _, err := os.Stat(s.spoolPath(j.ID)); errors.Is(err, os.ErrNotExist) {
 		return // another instance's upload, or one removed by a cancel
 	}
-	j, err := s.st.StartJob(ctx, j.ID, s.cfg.Now())
+	started, err := s.st.StartJob(ctx, j.ID, s.cfg.Now())
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, store.ErrJobState) {
 			s.log.Error("jobs: starting a job", "job", j.ID, "err", err)
 		}
 		return
 	}
+	j = started
 	jctx, cancel := context.WithCancelCause(ctx)
 	s.mu.Lock()
 	s.running[j.ID] = cancel
@@ -377,14 +376,8 @@ func (s *Service) run(ctx context.Context, j *store.Job) {
 		"track", end.TrackID, "error", end.Error, "took", end.EndedAt.Sub(*end.StartedAt))
 }
 
-// newID returns a new random job id: 16 characters of base32 (80 bits).
-func newID() string {
-	var b [10]byte
-	rand.Read(b[:])
-	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
-}
-
-// ValidID reports whether id has the form of a job id.
+// ValidID reports whether id has the form of a job id (that of a track
+// id, which is how job ids are made).
 func ValidID(id string) bool { return tracks.ValidID(id) }
 
 // span is the first and last fix time of an import's positions, and
