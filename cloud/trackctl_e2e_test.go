@@ -543,10 +543,23 @@ func TestTrackctlImport(t *testing.T) {
 		t.Errorf("the imported track's summary has %d points, want %d", tracks[0].Summary.Points, n)
 	}
 
+	// Its exports import back: the same points, the same track.
+	for _, format := range []string{"geojson", "csv", "json"} {
+		exported := filepath.Join(dir, "export."+format)
+		c.ok("tracks", "export", *first.Track, "--format", format, "-o", exported)
+		c.jsonOut(&jobs, "import", exported, "--device", "van")
+		if len(jobs) != 1 || jobs[0].State != "completed" || jobs[0].Processed != n || jobs[0].Track == nil || *jobs[0].Track != *first.Track {
+			t.Fatalf("import of the %s export: %+v", format, jobs)
+		}
+	}
+	if got := s.countPoints(t, "van", start.Add(-time.Hour), end.Add(time.Hour)); got != n {
+		t.Errorf("after importing the exports InfluxDB holds %d points, want %d", got, n)
+	}
+
 	// Tables for people.
 	table := c.ok("jobs", "ls")
 	t.Logf("trackctl jobs ls:\n%s", table)
-	if !regexp.MustCompile(`(?m)^ID +KIND +DEVICE +FILE +STATE +PROGRESS +ITEMS +CREATED +TRACK\n.* import +van +big\.gpx +completed +100% +100000/100000 positions `).MatchString(table) {
+	if !regexp.MustCompile(`(?m)^ID +KIND +DEVICE +FILE +STATE +PROGRESS +ITEMS +CREATED +TRACK\n.* import +van +export\.json +completed +100% +100000/100000 positions `).MatchString(table) {
 		t.Errorf("jobs ls table:\n%s", table)
 	}
 	show := c.ok("tracks", "show", *first.Track)

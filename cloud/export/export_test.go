@@ -173,6 +173,8 @@ type feature struct {
 		Started    time.Time   `json:"started"`
 		Stopped    *time.Time  `json:"stopped"`
 		Summary    geo.Summary `json:"summary"`
+		Time       *time.Time  `json:"time"`       // of a Point's position
+		CoordTimes []time.Time `json:"coordTimes"` // of a LineString's
 		PointCount int         `json:"point_count"`
 	} `json:"properties"`
 }
@@ -419,9 +421,19 @@ func checkRoundTrip(t *testing.T, track Track, ps []position.Position) {
 		if len(got) != len(ps) {
 			t.Fatalf("%d positions, want %d", len(got), len(ps))
 		}
+		times := pr.CoordTimes
+		if len(ps) == 1 && pr.Time != nil {
+			times = []time.Time{*pr.Time}
+		}
+		if len(times) != len(ps) {
+			t.Fatalf("%d times, want %d", len(times), len(ps))
+		}
 		for i := range ps {
 			if want := geoJSONPosition(&ps[i]); !reflect.DeepEqual(got[i], want) {
 				t.Errorf("position %d: %v, want %v", i, got[i], want)
+			}
+			if !times[i].Equal(ps[i].Time) {
+				t.Errorf("position %d: time %v, want %v", i, times[i], ps[i].Time)
 			}
 		}
 	})

@@ -2,18 +2,23 @@ package export
 
 import (
 	"strconv"
+	"time"
 
 	"trackgate/internal/position"
 )
 
 // geoJSONEncoder writes one RFC 7946 Feature: the track's geometry, then its
-// properties, which end with the number of points. A LineString needs two
-// positions, so the first point's coordinates wait for the second: with one
-// point only, the geometry is a Point, with none, null.
+// properties, which end with the fix time of each position (coordTimes, the
+// common convention for a LineString's times; time for a single Point) and
+// the number of points. A LineString needs two positions, so the first
+// point's coordinates wait for the second: with one point only, the
+// geometry is a Point, with none, null. The times are held until the
+// properties are written (about 30 bytes a point).
 type geoJSONEncoder struct {
 	sink
 	first []byte // the first point's coordinates, until the second comes
 	props []byte // the properties object without its closing brace
+	times []byte // the points' times, quoted, each followed by a comma
 }
 
 func newGeoJSON(s sink, t *Track) (*geoJSONEncoder, error) {
@@ -57,6 +62,9 @@ func (e *geoJSONEncoder) Point(p *position.Position) error {
 	if err := e.begin("point"); err != nil {
 		return err
 	}
+	e.times = append(e.times, '"')
+	e.times = p.Time.UTC().AppendFormat(e.times, time.RFC3339Nano)
+	e.times = append(e.times, '"', ',')
 	switch e.points {
 	case 0:
 		e.first = appendPosition(e.first[:0], p)
@@ -94,6 +102,15 @@ func (e *geoJSONEncoder) Close() error {
 	}
 	e.buf = append(e.buf, `,"properties":`...)
 	e.buf = append(e.buf, e.props...)
+	switch {
+	case e.points == 1:
+		e.buf = append(e.buf, `,"time":`...)
+		e.buf = append(e.buf, e.times[:len(e.times)-1]...)
+	case e.points > 1:
+		e.buf = append(e.buf, `,"coordTimes":[`...)
+		e.buf = append(e.buf, e.times[:len(e.times)-1]...)
+		e.buf = append(e.buf, ']')
+	}
 	e.buf = append(e.buf, `,"point_count":`...)
 	e.buf = strconv.AppendInt(e.buf, int64(e.points), 10)
 	e.buf = append(e.buf, "}}\n"...)
