@@ -497,36 +497,12 @@ func parseFix[T text](s T) (position.Fix, bool) {
 // setFloat sets the float field bit of p to v. A course of 360, which some
 // devices write for due north, is 0.
 func setFloat(p *position.Position, bit position.Fields, v float64) {
-	switch bit {
-	case position.FieldLat:
-		p.Lat = v
-	case position.FieldLon:
-		p.Lon = v
-	case position.FieldAlt:
-		p.Alt = v
-	case position.FieldSpeed:
-		p.Speed = v
-	case position.FieldCourse:
-		if v == 360 {
-			v = 0
-		}
-		p.Course = v
-	case position.FieldHDOP:
-		p.HDOP = v
-	case position.FieldPDOP:
-		p.PDOP = v
-	case position.FieldVDOP:
-		p.VDOP = v
-	case position.FieldGeoid:
-		p.Geoid = v
-	case position.FieldAcc:
-		p.Acc = v
-	case position.FieldBatt:
-		p.Batt = v
-	default:
-		return
+	if bit == position.FieldCourse && v == 360 {
+		v = 0
 	}
-	p.Set |= bit
+	if f, ok := position.FloatFieldFor(bit); ok {
+		f.Set(p, v)
+	}
 }
 
 // parseSats parses a satellite count.

@@ -192,6 +192,16 @@ func FloatFieldNamed(name []byte) (FloatField, bool) {
 	return 0, false
 }
 
+// FloatFieldFor returns the float field whose presence bit is bit.
+func FloatFieldFor(bit Fields) (FloatField, bool) {
+	for i := range floatFields {
+		if floatFields[i].bit == bit {
+			return FloatField(i), true
+		}
+	}
+	return 0, false
+}
+
 // Name is the field's wire name.
 func (f FloatField) Name() string { return floatFields[f].name }
 
