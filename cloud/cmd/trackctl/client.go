@@ -78,11 +78,6 @@ func (c *client) call(ctx context.Context, method, path string, q url.Values, bo
 	if out == nil {
 		return nil
 	}
-	if raw, ok := out.(*json.RawMessage); ok {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-		*raw = b
-		return err
-	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
 	}

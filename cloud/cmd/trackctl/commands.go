@@ -34,6 +34,15 @@ func table(w io.Writer, header []string, rows [][]string) error {
 	return tw.Flush()
 }
 
+// keyValues writes one object's fields, a "key: value" line each, aligned.
+func keyValues(w io.Writer, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	return tw.Flush()
+}
+
 func localTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04") }
 
 func km(m float64) string { return strconv.FormatFloat(m/1000, 'f', 2, 64) + " km" }
@@ -110,17 +119,12 @@ var tracksShow = command{name: "show", usage: "ID", run: func(e *env, args []str
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := c.call(e.ctx, "GET", "/api/v1/tracks/"+url.PathEscape(args[0]), nil, nil, &raw); err != nil {
+	var t api.Track
+	if err := c.call(e.ctx, "GET", "/api/v1/tracks/"+url.PathEscape(args[0]), nil, nil, &t); err != nil {
 		return err
 	}
 	if e.json {
-		_, err := e.stdout.Write(raw)
-		return err
-	}
-	var t api.Track
-	if err := json.Unmarshal(raw, &t); err != nil {
-		return err
+		return printJSON(e.stdout, t)
 	}
 	stopped := "recording"
 	if t.Stopped != nil {
@@ -136,11 +140,7 @@ var tracksShow = command{name: "show", usage: "ID", run: func(e *env, args []str
 	if t.Stale {
 		rows = append(rows, []string{"note", "the summary is being computed again"})
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
-	}
-	return tw.Flush()
+	return keyValues(e.stdout, rows)
 }}
 
 var tracksExportFlags struct {
@@ -213,14 +213,10 @@ var devicesLs = command{name: "ls", usage: "", run: func(e *env, args []string) 
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := c.call(e.ctx, "GET", "/api/v1/devices", nil, nil, &raw); err != nil {
-		return err
-	}
 	var out struct {
 		Devices []api.Device `json:"devices"`
 	}
-	if err := json.Unmarshal(raw, &out); err != nil {
+	if err := c.call(e.ctx, "GET", "/api/v1/devices", nil, nil, &out); err != nil {
 		return err
 	}
 	if e.json {

@@ -328,8 +328,8 @@ var jobsShow = command{name: "show", usage: "ID [--wait]",
 		if j.Error != "" {
 			rows = append(rows, []string{"error", j.Error})
 		}
-		for _, r := range rows {
-			fmt.Fprintf(e.stdout, "%-9s %s\n", r[0]+":", r[1])
+		if err := keyValues(e.stdout, rows); err != nil {
+			return err
 		}
 		return ferr
 	}}
