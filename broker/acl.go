@@ -24,6 +24,9 @@ const (
 	ScopeLive = "live"
 	// ScopeOperator: every topic, $SYS included.
 	ScopeOperator = "operator"
+	// ScopeBridge: publish any device's positions and status. The
+	// firmware-bridge, which authenticates the trackers it speaks for.
+	ScopeBridge = "bridge"
 )
 
 // Prefixes of non-device subjects: device ids never start with them.
@@ -40,6 +43,7 @@ const (
 	rightIngest
 	rightLive
 	rightOperator
+	rightBridge
 )
 
 // principal is an authenticated client: who it is and what it may do, from
@@ -80,6 +84,10 @@ func newPrincipal(c *token.Claims) *principal {
 			if strings.HasPrefix(c.Subject, servicePrefix) {
 				p.rights |= rightOperator
 			}
+		case ScopeBridge:
+			if strings.HasPrefix(c.Subject, servicePrefix) {
+				p.rights |= rightBridge
+			}
 		}
 	}
 	if p.rights == 0 {
@@ -109,6 +117,11 @@ func (p *principal) mayPublish(t string) bool {
 			}
 		}
 		if _, ok := p.ownTracks(t); ok {
+			return true
+		}
+	}
+	if p.rights&rightBridge != 0 {
+		if _, kind, err := topic.Parse(t); err == nil && (kind == topic.Positions || kind == topic.Status) {
 			return true
 		}
 	}

@@ -36,6 +36,9 @@ func TestNewPrincipal(t *testing.T) {
 		{"ingest on a device", aclClaims("van-1", ScopeIngest), 0, nil},
 		{"ingest on a user", aclClaims("usr:ann", ScopeIngest), 0, nil},
 		{"operator", aclClaims("svc:ops", ScopeOperator), rightOperator, nil},
+		{"bridge", aclClaims("svc:firmware-bridge", ScopeBridge), rightBridge, nil},
+		{"bridge on a device", aclClaims("van-1", ScopeBridge), 0, nil},
+		{"bridge on a user", aclClaims("usr:ann", ScopeBridge), 0, nil},
 		{"operator on a user", aclClaims("usr:ann", ScopeOperator), 0, nil},
 		{"operator on a device", aclClaims("van-1", ScopeOperator), 0, nil},
 		{"live keeps the valid devices", &token.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "usr:ann"}, Scope: ScopeLive,
@@ -76,6 +79,7 @@ var (
 	aclOrphan = &principal{sub: "van-1", rights: rightDevice}
 	aclIngest = &principal{sub: "svc:cloud", rights: rightIngest}
 	aclOp     = &principal{sub: "svc:ops", rights: rightOperator}
+	aclBridge = &principal{sub: "svc:firmware-bridge", rights: rightBridge}
 	aclLive   = &principal{sub: "usr:ann", rights: rightLive, devices: []string{"van-1"}}
 )
 
@@ -134,6 +138,13 @@ func TestMayPublish(t *testing.T) {
 		{aclIngest, "devices/van-1/positions", false},
 		{aclIngest, "owntracks/svc:cloud/x", false},
 		{aclIngest, "#", false},
+		{aclBridge, "devices/van-1/positions", true},
+		{aclBridge, "devices/van-2/status", true},
+		{aclBridge, "devices/van-1/session", false},
+		{aclBridge, "devices/van-1/commands", false},
+		{aclBridge, "devices/+/positions", false},
+		{aclBridge, "owntracks/ann/van-1", false},
+		{aclBridge, "$SYS/broker", false},
 		{aclOp, "devices/van-1/positions", true},
 		{aclOp, "anything/at/all", true},
 		{aclOp, "$SYS/broker/clients", false},

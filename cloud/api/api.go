@@ -34,6 +34,9 @@ type Auth interface {
 	// APICaller checks the request's bearer token for scope and returns its
 	// user and claims, or answers 401/403 and returns false.
 	APICaller(w http.ResponseWriter, r *http.Request, scope string) (*store.User, *token.Claims, bool)
+	// APIService checks the request's bearer token for a service's call
+	// needing scope, or answers 401/403 and returns false.
+	APIService(w http.ResponseWriter, r *http.Request, scope string) (*token.Claims, bool)
 }
 
 // Store is what the API reads from the SQL store.
@@ -45,6 +48,10 @@ type Store interface {
 	HasTracks(ctx context.Context, ownerID int64, device string) (bool, error)
 	DeviceStateOf(ctx context.Context, device string) (*store.DeviceState, error)
 	SetDeviceSettings(ctx context.Context, id, name string, autoSplit time.Duration) error
+	SetDeviceIdentifiers(ctx context.Context, id string, idents []string) error
+	SetDeviceSecret(ctx context.Context, id, hash string) error
+	SetDeviceSpeedUnit(ctx context.Context, id, unit string) error
+	DeviceByIdentifier(ctx context.Context, ident string) (*store.Device, error)
 	Job(ctx context.Context, id string) (*store.Job, error)
 	JobList(ctx context.Context, f store.JobFilter) ([]*store.Job, error)
 }
@@ -55,6 +62,9 @@ const (
 	ScopeTracksWrite  = "tracks:write"
 	ScopeDevicesRead  = "devices:read"
 	ScopeDevicesWrite = "devices:write"
+	// ScopeDevicesResolve is a service's scope: look devices up by
+	// protocol identifier (the firmware-bridge).
+	ScopeDevicesResolve = "devices:resolve"
 )
 
 // Config configures the API.
@@ -112,6 +122,9 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/v1/devices/{id}", s.onDevice(ScopeDevicesRead, s.getDevice)},
 		{"PATCH", "/api/v1/devices/{id}", s.onDevice(ScopeDevicesWrite, s.patchDevice)},
 		{"GET", "/api/v1/devices/{id}/last", s.onDevice(ScopeDevicesRead, s.deviceLast)},
+		{"POST", "/api/v1/devices/{id}/secret", s.onDevice(ScopeDevicesWrite, s.newDeviceSecret)},
+		{"DELETE", "/api/v1/devices/{id}/secret", s.onDevice(ScopeDevicesWrite, s.removeDeviceSecret)},
+		{"GET", "/api/v1/identifiers/{ident}", s.resolveIdentifier},
 		{"GET", "/api/v1/live", s.liveStream},
 		{"POST", "/api/v1/imports", s.createImport},
 		{"GET", "/api/v1/jobs", s.listJobs},

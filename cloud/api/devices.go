@@ -2,8 +2,10 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"trackgate/cloud/problem"
@@ -24,6 +26,16 @@ type Device struct {
 	Created   time.Time `json:"created"`
 	// Recording is the id of the track the device records, if any.
 	Recording string `json:"recording,omitempty"`
+	// Identifiers are further ids the firmware-bridge knows the device by
+	// (an IMEI, an OsmAnd id), besides its own id.
+	Identifiers []string `json:"identifiers"`
+	// Secret reports whether the device has a protocol secret: then the
+	// firmware-bridge takes its positions only with it (the OsmAnd key),
+	// and never from protocols that cannot carry one (GT06, H02).
+	Secret bool `json:"secret"`
+	// SpeedUnit is the unit of the speed the device sends to the OsmAnd
+	// port (knots, mps, kmh, mph); "" for the bridge's default (knots).
+	SpeedUnit string `json:"speed_unit"`
 	lastJSON
 }
 
@@ -58,7 +70,11 @@ func (s *Server) deviceOut(r *http.Request, d *store.Device) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Device{ID: d.ID, Name: d.Name, AutoSplit: int(d.AutoSplit / time.Minute), Created: d.CreatedAt.UTC(), lastJSON: lastOut(st)}
+	out := &Device{ID: d.ID, Name: d.Name, AutoSplit: int(d.AutoSplit / time.Minute), Created: d.CreatedAt.UTC(),
+		Identifiers: d.Identifiers, Secret: d.SecretHash != "", SpeedUnit: d.SpeedUnit, lastJSON: lastOut(st)}
+	if out.Identifiers == nil {
+		out.Identifiers = []string{}
+	}
 	t, err := s.trk.Recording(r.Context(), d)
 	if err != nil {
 		return nil, err
@@ -103,14 +119,26 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, d *store.Devi
 	writeJSON(w, http.StatusOK, out)
 }
 
-// patchDevice serves PATCH /api/v1/devices/{id} {"name", "auto_split"}:
-// the fields given change.
+// patchDevice serves PATCH /api/v1/devices/{id} {"name", "auto_split",
+// "identifiers", "speed_unit"}: the fields given change.
 func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, d *store.Device) {
 	var req struct {
-		Name      *string `json:"name"`
-		AutoSplit *int    `json:"auto_split"`
+		Name        *string   `json:"name"`
+		AutoSplit   *int      `json:"auto_split"`
+		Identifiers *[]string `json:"identifiers"`
+		SpeedUnit   *string   `json:"speed_unit"`
 	}
 	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Identifiers != nil {
+		if err := checkIdentifiers(*req.Identifiers); err != nil {
+			problem.Write(w, problem.InvalidRequest, "identifiers: "+err.Error(), nil)
+			return
+		}
+	}
+	if req.SpeedUnit != nil && !slices.Contains(speedUnits, *req.SpeedUnit) {
+		problem.Write(w, problem.InvalidRequest, fmt.Sprintf("speed_unit: want one of %q", speedUnits), nil)
 		return
 	}
 	if req.Name != nil {
@@ -130,6 +158,30 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, d *store.De
 	if err := s.st.SetDeviceSettings(r.Context(), d.ID, d.Name, d.AutoSplit); err != nil {
 		s.failed(w, r, "device settings", err)
 		return
+	}
+	if req.Identifiers != nil {
+		err := s.st.SetDeviceIdentifiers(r.Context(), d.ID, *req.Identifiers)
+		if errors.Is(err, store.ErrExists) {
+			problem.Write(w, problem.Conflict, "identifiers: "+err.Error()+": each identifier belongs to one device", nil)
+			return
+		}
+		if err != nil {
+			s.failed(w, r, "device identifiers", err)
+			return
+		}
+	}
+	if req.SpeedUnit != nil {
+		if err := s.st.SetDeviceSpeedUnit(r.Context(), d.ID, *req.SpeedUnit); err != nil {
+			s.failed(w, r, "device speed unit", err)
+			return
+		}
+	}
+	if req.Identifiers != nil || req.SpeedUnit != nil {
+		var err error
+		if d, err = s.st.Device(r.Context(), d.ID); err != nil {
+			s.failed(w, r, "device", err)
+			return
+		}
 	}
 	out, err := s.deviceOut(r, d)
 	if err != nil {

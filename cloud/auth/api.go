@@ -74,6 +74,22 @@ func (s *Server) APICaller(w http.ResponseWriter, r *http.Request, scope string)
 	return u, c, true
 }
 
+// APIService checks the request's bearer token for a service's API call
+// needing scope (a token of the client credentials grant, sub svc:…) and
+// returns its claims, answering 401 or 403 as APIUser does when it fails.
+func (s *Server) APIService(w http.ResponseWriter, r *http.Request, scope string) (*token.Claims, bool) {
+	c, ok := s.bearer(w, r, scope)
+	if !ok {
+		return nil, false
+	}
+	if !strings.HasPrefix(c.Subject, ServicePrefix) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="trackgate", error="insufficient_scope"`)
+		problem.Write(w, problem.InsufficientScope, "this API needs a service's token", nil)
+		return nil, false
+	}
+	return c, true
+}
+
 // deviceJSON is a device in the API.
 type deviceJSON struct {
 	ID      string `json:"id"`

@@ -38,15 +38,22 @@ const (
 	ScopeTracksWrite     = "tracks:write"     // api
 	ScopeDevicesRead     = "devices:read"     // api
 	ScopeDevicesWrite    = "devices:write"    // api
+	ScopeBridge          = "bridge"           // mqtt: publish any device's positions and status (the firmware-bridge)
+	ScopeDevicesResolve  = "devices:resolve"  // api: look devices up by protocol identifier (the firmware-bridge)
 )
 
 // mqttScopes are the scopes of broker tokens; every other token scope is an
 // API scope.
-var mqttScopes = []string{ScopeDevice, ScopeIngest, ScopeOperator}
+var mqttScopes = []string{ScopeDevice, ScopeIngest, ScopeOperator, ScopeBridge}
 
 // ServiceScopes are the scopes of a service client made by `cloud client
 // add --service` unless others are given.
 var ServiceScopes = []string{ScopeIngest, ScopeRevocationsRead, ScopeIntrospect}
+
+// BridgeScopes are the scopes of a firmware-bridge's service client: a
+// broker token to publish the devices' positions, an API token to find
+// devices by protocol identifier.
+var BridgeScopes = []string{ScopeBridge, ScopeDevicesResolve}
 
 // userAPIScopes are the scopes of people's API tokens.
 var userAPIScopes = []string{ScopeOpenID, ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead, ScopeDevicesWrite}
@@ -193,7 +200,7 @@ func checkRedirectURI(raw string) error {
 }
 
 func knownScope(sc string) bool {
-	return slices.Contains(userAPIScopes, sc) || slices.Contains(mqttScopes, sc) || sc == ScopeRevocationsRead || sc == ScopeIntrospect
+	return slices.Contains(userAPIScopes, sc) || slices.Contains(mqttScopes, sc) || sc == ScopeRevocationsRead || sc == ScopeIntrospect || sc == ScopeDevicesResolve
 }
 
 // newSecret returns 256 random bits, base64url.

@@ -86,6 +86,16 @@ type Device struct {
 	// AutoSplit without positions.
 	AutoSplit time.Duration
 	CreatedAt time.Time
+	// Identifiers are further ids the firmware-bridge matches the device
+	// by (an IMEI, an OsmAnd id), besides its own id; each belongs to one
+	// device.
+	Identifiers []string
+	// SecretHash is the SHA-256 (hex) of the device's protocol secret (the
+	// OsmAnd key), "" when it has none.
+	SecretHash string
+	// SpeedUnit is the unit of the OsmAnd speed parameter the device sends,
+	// "" for the bridge's default.
+	SpeedUnit string
 }
 
 // CreateDevice registers a device, and with it client c when not nil (a
@@ -94,7 +104,7 @@ type Device struct {
 func (s *Store) CreateDevice(ctx context.Context, d *Device, c *Client) error {
 	d.CreatedAt = time.Now().UTC()
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := exists(ctx, tx, `SELECT 1 FROM devices WHERE id = ?`, d.ID); err != nil {
+		if err := exists(ctx, tx, `SELECT 1 FROM devices WHERE id = ? UNION ALL SELECT 1 FROM device_identifiers WHERE ident = ?`, d.ID, d.ID); err != nil {
 			return fmt.Errorf("device %q: %w", d.ID, err)
 		}
 		if c != nil {
@@ -111,14 +121,74 @@ func (s *Store) CreateDevice(ctx context.Context, d *Device, c *Client) error {
 	})
 }
 
-const deviceColumns = `d.id, d.owner_id, u.name, d.name, d.token_id, d.auto_split_s, d.created_at FROM devices d JOIN users u ON u.id = d.owner_id`
+const deviceColumns = `d.id, d.owner_id, u.name, d.name, d.token_id, d.auto_split_s, d.created_at, d.secret_hash, d.speed_unit,
+	COALESCE((SELECT group_concat(ident, ' ') FROM (SELECT ident FROM device_identifiers WHERE device_id = d.id ORDER BY ident)), '')
+	FROM devices d JOIN users u ON u.id = d.owner_id`
 
 func scanDevice(r row) (*Device, error) {
 	var d Device
 	var split int64
-	err := r.Scan(&d.ID, &d.OwnerID, &d.Owner, &d.Name, &d.TokenID, &split, &d.CreatedAt)
+	var idents string
+	err := r.Scan(&d.ID, &d.OwnerID, &d.Owner, &d.Name, &d.TokenID, &split, &d.CreatedAt, &d.SecretHash, &d.SpeedUnit, &idents)
 	d.AutoSplit = time.Duration(split) * time.Second
+	d.Identifiers = strings.Fields(idents)
 	return &d, err
+}
+
+// DeviceByIdentifier returns the device whose id is ident, or else the one
+// that lists ident among its identifiers; ErrNotFound when none does.
+func (s *Store) DeviceByIdentifier(ctx context.Context, ident string) (*Device, error) {
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+`
+		WHERE d.id = (SELECT id FROM devices WHERE id = ? UNION ALL SELECT device_id FROM device_identifiers WHERE ident = ? LIMIT 1)`, ident, ident))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("identifier %q: %w", ident, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("identifier %q: %w", ident, err)
+	}
+	return d, nil
+}
+
+// SetDeviceIdentifiers replaces the identifiers of device id; ErrExists
+// when one is another device's id or identifier.
+func (s *Store) SetDeviceIdentifiers(ctx context.Context, id string, idents []string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, ident := range idents {
+			if err := exists(ctx, tx, `SELECT 1 FROM devices WHERE id = ? AND id != ? UNION ALL SELECT 1 FROM device_identifiers WHERE ident = ? AND device_id != ?`,
+				ident, id, ident, id); err != nil {
+				return fmt.Errorf("identifier %q: %w", ident, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM device_identifiers WHERE device_id = ?`, id); err != nil {
+			return fmt.Errorf("identifiers of device %q: %w", id, err)
+		}
+		for _, ident := range idents {
+			if ident == id {
+				continue // a device is always matched by its own id
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO device_identifiers (ident, device_id) VALUES (?, ?) ON CONFLICT (ident) DO NOTHING`, ident, id); err != nil {
+				return fmt.Errorf("identifier %q of device %q: %w", ident, id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// SetDeviceSecret sets the hash of device id's protocol secret ("" for
+// none); ErrNotFound when there is no such device.
+func (s *Store) SetDeviceSecret(ctx context.Context, id, hash string) error {
+	if err := s.update(ctx, `UPDATE devices SET secret_hash = ? WHERE id = ?`, hash, id); err != nil {
+		return fmt.Errorf("device %q: %w", id, err)
+	}
+	return nil
+}
+
+// SetDeviceSpeedUnit sets the unit of device id's OsmAnd speed parameter.
+func (s *Store) SetDeviceSpeedUnit(ctx context.Context, id, unit string) error {
+	if err := s.update(ctx, `UPDATE devices SET speed_unit = ? WHERE id = ?`, unit, id); err != nil {
+		return fmt.Errorf("device %q: %w", id, err)
+	}
+	return nil
 }
 
 // Device returns the device with id, or ErrNotFound.

@@ -236,6 +236,16 @@ var migrations = []string{
 	);
 	CREATE INDEX jobs_owner ON jobs(owner_id, created_ns DESC, id DESC);
 	CREATE INDEX jobs_open ON jobs(state, created_ns) WHERE state IN ('pending', 'running');`,
+	// 7: what the firmware-bridge matches devices by: further protocol
+	// identifiers (an IMEI, an OsmAnd id), a secret (its hash) and the unit
+	// of the OsmAnd speed parameter.
+	`CREATE TABLE device_identifiers (
+		ident     TEXT PRIMARY KEY,
+		device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE
+	);
+	CREATE INDEX device_identifiers_device ON device_identifiers(device_id);
+	ALTER TABLE devices ADD COLUMN secret_hash TEXT NOT NULL DEFAULT '';
+	ALTER TABLE devices ADD COLUMN speed_unit TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

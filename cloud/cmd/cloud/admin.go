@@ -46,7 +46,7 @@ func admin(ctx context.Context, command string, args []string, stdin io.Reader, 
 		fs.BoolVar(&service, "service", false, "a confidential service client for the client credentials grant")
 		fs.Var(&redirects, "redirect-uri", "an app client's redirect `URI` (repeatable): https, http://127.0.0.1/… (any port), or an app's own scheme")
 		fs.BoolVar(&confidential, "confidential", false, "the app client gets a secret (a server-side app); without it the app is public and uses PKCE alone")
-		fs.StringVar(&scope, "scope", "", "space-separated `scopes` the client may ask for (default: "+strings.Join(auth.ServiceScopes, " ")+" for a service, every user scope for an app)")
+		fs.StringVar(&scope, "scope", "", "space-separated `scopes` the client may ask for (default: "+strings.Join(auth.ServiceScopes, " ")+" for a service, every user scope for an app; a firmware-bridge's is \""+strings.Join(auth.BridgeScopes, " ")+"\")")
 		synopsis, nargs = "cloud client add (--service | --redirect-uri URI...) [flags] NAME", 1
 	case "keys rotate":
 		fs.DurationVar(&lead, "rotation-lead", 10*time.Minute, "how long the new key is published before it signs (at least the verifiers' JWKS refresh interval)")
