@@ -11,6 +11,9 @@ import (
 
 var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
+// kmh is one km/h in m/s, as a variable so that the product is rounded as at run time.
+var kmh = 1 / 3.6
+
 const fields = position.FieldTime | position.FieldLat | position.FieldLon
 
 // decodeCases are request bodies as the apps send them in HTTP mode.
@@ -24,7 +27,7 @@ var decodeCases = []struct {
 		// iOS app 17, HTTP mode: it adds the topic field.
 		name: "iOS location",
 		body: `{"_type":"location","acc":5,"alt":34,"batt":87,"bs":1,"conn":"m","lat":52.52,"lon":13.405,"m":1,"t":"u","tid":"JD","topic":"owntracks/jane/phone","tst":1763726400,"vac":3,"vel":44,"cog":90}`,
-		want: []position.Position{{Time: time.Unix(1763726400, 0).UTC(), Lat: 52.52, Lon: 13.405, Alt: 34, Acc: 5, Batt: 87, Speed: 44 * (1 / 3.6), Course: 90,
+		want: []position.Position{{Time: time.Unix(1763726400, 0).UTC(), Lat: 52.52, Lon: 13.405, Alt: 34, Acc: 5, Batt: 87, Speed: 44 * kmh, Course: 90,
 			Set: fields | position.FieldAlt | position.FieldAcc | position.FieldBatt | position.FieldSpeed | position.FieldCourse}},
 	},
 	{
