@@ -88,9 +88,7 @@ type Config struct {
 	// PublishTimeout is how long a report waits for the broker's
 	// acknowledgement before the tracker is told to retry; default 10 s.
 	PublishTimeout time.Duration
-	// Registerer takes the bridge's metrics (a new registry when nil).
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	Logger         *slog.Logger
 }
 
 // Host runs the adapters. Create it with New.
@@ -149,11 +147,7 @@ func New(cfg Config, protocols []*Protocol) (*Host, error) {
 	if len(h.protocols) == 0 {
 		return nil, errors.New("no protocol enabled: give at least one listen address (--osmand, --gt06, …)")
 	}
-	reg := prometheus.NewRegistry()
-	h.reg = reg
-	if cfg.Registerer == nil {
-		cfg.Registerer = reg
-	}
+	h.reg = prometheus.NewRegistry()
 	h.tokens = newTokens(cfg.Cloud, cfg.ClientID, cfg.ClientSecret, filepath.Join(cfg.Data, "tokens.json"), h.log)
 	h.resolver = newResolver(cfg.Cloud, cfg.CacheTTL, h.tokens, h.log)
 	var err error
@@ -161,7 +155,7 @@ func New(cfg Config, protocols []*Protocol) (*Host, error) {
 		return nil, err
 	}
 	h.publisher = newPublisher(cfg.MQTT, "svc:"+cfg.ClientID+"/bridge", cfg.PublishTimeout, h.tokens, h.log)
-	h.metrics = newMetrics(cfg.Registerer, func() float64 {
+	h.metrics = newMetrics(h.reg, func() float64 {
 		if h.publisher.connected() {
 			return 1
 		}

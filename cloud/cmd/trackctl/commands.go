@@ -237,28 +237,139 @@ var devicesLs = command{name: "ls", usage: "", run: func(e *env, args []string) 
 	return table(e.stdout, []string{"ID", "NAME", "LAST SEEN", "RECORDING", "AUTO TRACKS"}, rows)
 }}
 
-var devicesAddFlags struct{ name string }
+// deviceFlags are the settings devices add and devices set take.
+var deviceFlags struct {
+	name      string
+	idents    []string
+	noIdents  bool
+	speedUnit string
+	secret    bool
+	noSecret  bool
+	given     map[string]bool
+}
 
-var devicesAdd = command{name: "add", usage: "ID [--name N]",
-	flags: func(fs *flag.FlagSet) { fs.StringVar(&devicesAddFlags.name, "name", "", "the device's display name") },
+// deviceFlagSet registers the device settings' flags; set adds those only
+// a change makes sense for.
+func deviceFlagSet(set bool) func(fs *flag.FlagSet) {
+	return func(fs *flag.FlagSet) {
+		deviceFlags.given = map[string]bool{}
+		fs.Func("name", "the device's display `name`", func(v string) error {
+			deviceFlags.name, deviceFlags.given["name"] = v, true
+			return nil
+		})
+		fs.Func("identifier", "a further `id` the firmware-bridge knows the device by, such as a tracker's IMEI or an OsmAnd id (repeatable; replaces the list)", func(v string) error {
+			deviceFlags.idents = append(deviceFlags.idents, v)
+			return nil
+		})
+		fs.Func("speed-unit", "`unit` of the speed the device sends to the OsmAnd port: knots (Traccar Client), mps (OsmAnd app), kmh, mph, or \"\" for the bridge's default", func(v string) error {
+			deviceFlags.speedUnit, deviceFlags.given["speed-unit"] = v, true
+			return nil
+		})
+		fs.BoolVar(&deviceFlags.secret, "secret", false, "give the device a new protocol secret (the OsmAnd key), printed once; it then reports only with it")
+		if set {
+			fs.BoolVar(&deviceFlags.noIdents, "no-identifiers", false, "remove the device's further identifiers")
+			fs.BoolVar(&deviceFlags.noSecret, "no-secret", false, "remove the device's protocol secret")
+		}
+	}
+}
+
+// applyDeviceFlags changes device id as the settings' flags say, and
+// returns its new secret when one was asked for.
+func applyDeviceFlags(e *env, c *client, id string, withName bool) (secret string, err error) {
+	f := &deviceFlags
+	patch := map[string]any{}
+	if withName && f.given["name"] {
+		patch["name"] = f.name
+	}
+	if len(f.idents) > 0 || f.noIdents {
+		patch["identifiers"] = append([]string{}, f.idents...)
+	}
+	if f.given["speed-unit"] {
+		patch["speed_unit"] = f.speedUnit
+	}
+	path := "/api/v1/devices/" + url.PathEscape(id)
+	if len(patch) > 0 {
+		if err := c.call(e.ctx, "PATCH", path, nil, patch, nil); err != nil {
+			return "", err
+		}
+	}
+	switch {
+	case f.secret && f.noSecret:
+		return "", config.Usagef("give --secret or --no-secret, not both")
+	case f.secret:
+		var out struct {
+			Secret string `json:"secret"`
+		}
+		if err := c.call(e.ctx, "POST", path+"/secret", nil, nil, &out); err != nil {
+			return "", err
+		}
+		return out.Secret, nil
+	case f.noSecret:
+		return "", c.call(e.ctx, "DELETE", path+"/secret", nil, nil, nil)
+	}
+	return "", nil
+}
+
+var devicesAdd = command{name: "add", usage: "ID [--name N] [--identifier X]... [--speed-unit U] [--secret]",
+	flags: deviceFlagSet(false),
 	run: func(e *env, args []string) error {
 		c, err := e.connect(args, 1, 1, "a device id")
 		if err != nil {
 			return err
 		}
 		var out struct {
-			ID    string `json:"id"`
-			Name  string `json:"name"`
-			Token string `json:"token"`
+			ID     string `json:"id"`
+			Name   string `json:"name"`
+			Token  string `json:"token"`
+			Secret string `json:"secret,omitempty"`
 		}
-		if err := c.call(e.ctx, "POST", "/api/v1/devices", nil, map[string]string{"id": args[0], "name": devicesAddFlags.name}, &out); err != nil {
+		if err := c.call(e.ctx, "POST", "/api/v1/devices", nil, map[string]string{"id": args[0], "name": deviceFlags.name}, &out); err != nil {
 			return err
+		}
+		if out.Secret, err = applyDeviceFlags(e, c, out.ID, false); err != nil {
+			return fmt.Errorf("registered %s, but its settings failed: %w", out.ID, err)
 		}
 		if e.json {
 			return printJSON(e.stdout, out)
 		}
 		fmt.Fprintf(e.stderr, "Registered %s. Its device token (its MQTT password, user name %s) is shown only now:\n", out.ID, out.ID)
 		fmt.Fprintln(e.stdout, out.Token)
+		if out.Secret != "" {
+			fmt.Fprintf(e.stderr, "Its protocol secret (the OsmAnd key: end the app's server URL in ?key=SECRET), shown only now:\n")
+			fmt.Fprintln(e.stdout, out.Secret)
+		}
+		return nil
+	}}
+
+var devicesSet = command{name: "set", usage: "ID [--name N] [--identifier X]... [--no-identifiers] [--speed-unit U] [--secret | --no-secret]",
+	flags: deviceFlagSet(true),
+	run: func(e *env, args []string) error {
+		c, err := e.connect(args, 1, 1, "a device id")
+		if err != nil {
+			return err
+		}
+		secret, err := applyDeviceFlags(e, c, args[0], true)
+		if err != nil {
+			return err
+		}
+		var d api.Device
+		if err := c.call(e.ctx, "GET", "/api/v1/devices/"+url.PathEscape(args[0]), nil, nil, &d); err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, struct {
+				api.Device
+				NewSecret string `json:"new_secret,omitempty"`
+			}{d, secret})
+		}
+		if err := keyValues(e.stdout, [][]string{{"id", d.ID}, {"name", orDash(d.Name)}, {"identifiers", orDash(strings.Join(d.Identifiers, " "))},
+			{"speed unit", orDash(d.SpeedUnit)}, {"secret", fmt.Sprint(d.Secret)}}); err != nil {
+			return err
+		}
+		if secret != "" {
+			fmt.Fprintf(e.stderr, "Its new protocol secret (the OsmAnd key: end the app's server URL in ?key=SECRET), shown only now:\n")
+			fmt.Fprintln(e.stdout, secret)
+		}
 		return nil
 	}}
 

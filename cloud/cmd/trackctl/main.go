@@ -33,7 +33,9 @@ Commands:
   tracks show ID
   tracks export ID [--format gpx|geojson|csv|json] [--simplify M] [-o FILE]
   tracks rm ID...
-  devices ls | devices add ID [--name N] | devices rm ID
+  devices ls | devices rm ID
+  devices add ID [--name N] [--identifier X]... [--speed-unit U] [--secret]
+  devices set ID [--name N] [--identifier X]... [--no-identifiers] [--speed-unit U] [--secret | --no-secret]
   record start --device D [--name N] | record stop --device D
   import FILE... --device D [--format F] [--name N] [--no-wait]
   jobs ls [--state S] | jobs show ID [--wait] | jobs cancel ID
@@ -154,7 +156,7 @@ type group map[string]command
 
 func (g group) names() []string {
 	var out []string
-	for _, n := range []string{"ls", "show", "export", "rm", "add", "start", "stop", "cancel"} {
+	for _, n := range []string{"ls", "show", "export", "rm", "add", "set", "start", "stop", "cancel"} {
 		if _, ok := g[n]; ok {
 			out = append(out, n)
 		}
@@ -169,7 +171,7 @@ func init() {
 		commands[c.name] = c
 	}
 	groups["tracks"] = group{"ls": tracksLs, "show": tracksShow, "export": tracksExport, "rm": tracksRm}
-	groups["devices"] = group{"ls": devicesLs, "add": devicesAdd, "rm": devicesRm}
+	groups["devices"] = group{"ls": devicesLs, "add": devicesAdd, "set": devicesSet, "rm": devicesRm}
 	groups["record"] = group{"start": recordStart, "stop": recordStop}
 	groups["jobs"] = group{"ls": jobsLs, "show": jobsShow, "cancel": jobsCancel}
 }
