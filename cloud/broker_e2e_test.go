@@ -81,7 +81,7 @@ func e2eForward(t testing.TB, ln net.Listener, target string) {
 // cloud's tokens (keys and revocation list from the cloud's HTTP server,
 // the list fetched every 200 ms); the cloud's ingest bridge connects to the
 // broker with the broker token the cloud signs for itself.
-func startAuthStack(t *testing.T) *stack {
+func startAuthStack(t testing.TB) *stack {
 	t.Helper()
 	mqttLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -26,27 +26,43 @@ import (
 	"trackgate/internal/testenv"
 )
 
-var trackctlBuild struct {
+// binaries holds the commands built for the test run, by package.
+var binaries struct {
+	mu    sync.Mutex // guards built
+	built map[string]*binaryBuild
+}
+
+type binaryBuild struct {
 	once sync.Once
 	path string
 	err  error
 }
 
-// trackctlBinary builds trackctl once for the test run.
-func trackctlBinary(t *testing.T) string {
+// commandBinary builds the command in package pkg (relative to the
+// repository root, e.g. ./cloud/cmd/trackctl) once for the test run.
+func commandBinary(t testing.TB, pkg string) string {
 	t.Helper()
-	b := &trackctlBuild
+	binaries.mu.Lock()
+	if binaries.built == nil {
+		binaries.built = map[string]*binaryBuild{}
+	}
+	b := binaries.built[pkg]
+	if b == nil {
+		b = &binaryBuild{}
+		binaries.built[pkg] = b
+	}
+	binaries.mu.Unlock()
 	b.once.Do(func() {
-		dir, err := os.MkdirTemp("", "trackctl-test")
+		dir, err := os.MkdirTemp("", "trackgate-test")
 		if err != nil {
 			b.err = err
 			return
 		}
-		b.path = filepath.Join(dir, "trackctl")
-		cmd := exec.Command("go", "build", "-o", b.path, "./cloud/cmd/trackctl")
+		b.path = filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", b.path, pkg)
 		cmd.Dir = testenv.RepoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go build trackctl: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	})
 	if b.err != nil {
@@ -65,7 +81,7 @@ type trackctl struct {
 }
 
 func newTrackctl(t *testing.T, server string) *trackctl {
-	return &trackctl{t: t, bin: trackctlBinary(t), config: filepath.Join(t.TempDir(), "config"), server: server}
+	return &trackctl{t: t, bin: commandBinary(t, "./cloud/cmd/trackctl"), config: filepath.Join(t.TempDir(), "config"), server: server}
 }
 
 func (c *trackctl) credentials() string {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make run: the whole stack in the foreground on loopback: influxd (unless
 # TRACKGATE_INFLUX_URL points at one), the gateway with its embedded broker,
-# the cloud, and a simulated GPS receiver (gpssim, a u-blox on a pseudo-
+# the cloud, the firmware-bridge (OsmAnd, OwnTracks HTTP, GT06, H02), and a
+# simulated GPS receiver (gpssim, a u-blox on a pseudo-
 # terminal at ./var/gps0) that the gateway reads as it would /dev/ttyUSB0.
 # Data lives under ./var. Ctrl-C stops everything, newest first.
 set -euo pipefail
@@ -13,6 +14,8 @@ MQTT_PORT=${MQTT_PORT:-1883}
 WS_PORT=${WS_PORT:-8083}
 GATEWAY_HTTP_PORT=${GATEWAY_HTTP_PORT:-8081}
 INFLUX_PORT=${INFLUX_PORT:-8086}
+BRIDGE_HTTP_PORT=${BRIDGE_HTTP_PORT:-8085}
+BRIDGE_HOST=${BRIDGE_HOST:-127.0.0.1} # 0.0.0.0 to take trackers and phones from the network
 DEVICE=${DEVICE:-demo-van}
 VAR="$root/var"
 LOGS="$VAR/log"
@@ -127,6 +130,22 @@ start gateway "$root/bin/gateway" --mqtt "127.0.0.1:$MQTT_PORT" --mqtt-ws "127.0
 	--http "127.0.0.1:$GATEWAY_HTTP_PORT" --source "serial:$VAR/gps0=$DEVICE"
 wait_for gateway "http://127.0.0.1:$GATEWAY_HTTP_PORT/healthz"
 wait_for cloud "$ISSUER/readyz"
+# The firmware-bridge's service client, made once; its secret is kept in
+# var/ (mode 0600) as `cloud client add` prints it.
+if [ ! -s "$VAR/bridge-client.json" ]; then
+	name=firmware-bridge
+	(umask 077 && "$root/bin/cloud" client add --service --scope "bridge devices:resolve" "$name" \
+		--data "$VAR/cloud" --issuer "$ISSUER" >"$VAR/bridge-client.json" 2>/dev/null) || {
+		name="firmware-bridge-$(date +%s)" # the data directory has one whose secret is gone
+		(umask 077 && "$root/bin/cloud" client add --service --scope "bridge devices:resolve" "$name" \
+			--data "$VAR/cloud" --issuer "$ISSUER" >"$VAR/bridge-client.json")
+	}
+fi
+BRIDGE_CLIENT=$(sed -n 's/.*"client_id": *"\([^"]*\)".*/\1/p' "$VAR/bridge-client.json")
+start firmware-bridge "$root/bin/firmware-bridge" --cloud "$ISSUER" --mqtt "tcp://127.0.0.1:$MQTT_PORT" --data "$VAR/bridge" \
+	--client-id "$BRIDGE_CLIENT" --client-secret-file "$VAR/bridge-client.json" --http "127.0.0.1:$BRIDGE_HTTP_PORT" \
+	--osmand "$BRIDGE_HOST:5055" --owntracks-http "$BRIDGE_HOST:5144" --gt06 "$BRIDGE_HOST:5023" --h02 "$BRIDGE_HOST:5013"
+wait_for firmware-bridge "http://127.0.0.1:$BRIDGE_HTTP_PORT/readyz"
 
 cat <<MSG
 
@@ -146,6 +165,12 @@ Publish a position as the demo phone (user name = device id, password = its devi
   mosquitto_pub -p $MQTT_PORT -q 1 -i demo-phone -u demo-phone -P "\$(cat var/demo-phone.token)" \\
     -t devices/demo-phone/positions -m "{\"time\":\"\$(date -u +%FT%TZ)\",\"lat\":52.37,\"lon\":4.89}"
   (an OwnTracks app: host 127.0.0.1, port $MQTT_PORT, user demo-phone, password the token, TLS off)
+
+Trackers and apps that cannot speak MQTT with tokens, through the firmware-bridge
+(OsmAnd/Traccar Client $BRIDGE_HOST:5055, OwnTracks HTTP :5144/pub, GT06 :5023, H02 :5013;
+http://127.0.0.1:$BRIDGE_HTTP_PORT/metrics):
+  curl "http://127.0.0.1:5055/?id=demo-phone&timestamp=\$(date +%s)&lat=52.37&lon=4.89&speed=10"
+  bin/trackctl devices add MY-TRACKER --identifier IMEI     (then point the tracker at port 5023 or 5013)
 
 The command-line client (signs in through the browser; --device prints a code instead):
   bin/trackctl login --server $ISSUER && bin/trackctl tracks ls

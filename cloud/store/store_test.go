@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -268,5 +269,73 @@ func TestJobTransitions(t *testing.T) {
 		if open[i].State.Ended() || !open[i].CreatedAt.After(open[i-1].CreatedAt) {
 			t.Fatalf("open jobs: %d is %s, created %v", i, open[i].State, open[i].CreatedAt)
 		}
+	}
+}
+
+// TestDeviceIdentifiers: a device is found by its id or an identifier; an
+// identifier belongs to one device and is never another device's id; the
+// identifiers go with their device.
+func TestDeviceIdentifiers(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	ann := &User{Name: "ann", PasswordHash: "h"}
+	if err := s.CreateUser(ctx, ann); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"van", "car"} {
+		if err := s.CreateDevice(ctx, &Device{ID: id, OwnerID: ann.ID}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetDeviceIdentifiers(ctx, "van", []string{"359710041234567", "48241179", "van"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		id     string
+		idents []string
+		err    error
+	}{
+		{"another device's identifier", "car", []string{"48241179"}, ErrExists},
+		{"another device's id", "car", []string{"van"}, ErrExists},
+		{"its own", "car", []string{"car-imei"}, nil},
+	} {
+		if err := s.SetDeviceIdentifiers(ctx, tc.id, tc.idents); !errors.Is(err, tc.err) {
+			t.Errorf("%s: SetDeviceIdentifiers = %v, want %v", tc.name, err, tc.err)
+		}
+	}
+	if err := s.CreateDevice(ctx, &Device{ID: "48241179", OwnerID: ann.ID}, nil); !errors.Is(err, ErrExists) {
+		t.Errorf("a device named after another's identifier: %v, want ErrExists", err)
+	}
+	for ident, want := range map[string]string{"van": "van", "359710041234567": "van", "48241179": "van", "car": "car", "car-imei": "car", "nope": ""} {
+		d, err := s.DeviceByIdentifier(ctx, ident)
+		switch {
+		case want == "" && !errors.Is(err, ErrNotFound):
+			t.Errorf("%s: %v, %v; want ErrNotFound", ident, d, err)
+		case want != "" && (err != nil || d.ID != want || d.Owner != "ann"):
+			t.Errorf("%s: %+v, %v; want device %s of ann", ident, d, err, want)
+		}
+	}
+	d, err := s.Device(ctx, "van")
+	if err != nil || !slices.Equal(d.Identifiers, []string{"359710041234567", "48241179"}) {
+		t.Fatalf("van's identifiers = %v, %v", d.Identifiers, err)
+	}
+	if err := s.SetDeviceSecret(ctx, "van", "abc"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetDeviceSpeedUnit(ctx, "van", "mps"); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.DeviceByIdentifier(ctx, "48241179"); d.SecretHash != "abc" || d.SpeedUnit != "mps" {
+		t.Errorf("secret %q unit %q", d.SecretHash, d.SpeedUnit)
+	}
+	if err := s.SetDeviceSecret(ctx, "gone", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("secret of a missing device: %v", err)
+	}
+	if err := s.DeleteDevice(ctx, "van", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeviceByIdentifier(ctx, "48241179"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("identifier of a deleted device: %v", err)
 	}
 }

@@ -20,6 +20,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,6 +64,9 @@ type Protocol struct {
 type Config struct {
 	// Cloud is the cloud's base URL: its /token and API.
 	Cloud string
+	// Issuer is the iss of the cloud's tokens, checked on device tokens;
+	// default Cloud.
+	Issuer string
 	// MQTT is the broker's URL, e.g. tcp://127.0.0.1:1883.
 	MQTT string
 	// Data is the data directory: the token file (default ./var/bridge).
@@ -151,10 +155,10 @@ func New(cfg Config, protocols []*Protocol) (*Host, error) {
 	h.tokens = newTokens(cfg.Cloud, cfg.ClientID, cfg.ClientSecret, filepath.Join(cfg.Data, "tokens.json"), h.log)
 	h.resolver = newResolver(cfg.Cloud, cfg.CacheTTL, h.tokens, h.log)
 	var err error
-	if h.devTokens, err = newDeviceTokens(cfg.Cloud, cfg.Data, h.log); err != nil {
+	if h.devTokens, err = newDeviceTokens(cfg.Cloud, cmp.Or(cfg.Issuer, cfg.Cloud), cfg.Data, h.log); err != nil {
 		return nil, err
 	}
-	h.publisher = newPublisher(cfg.MQTT, "svc:"+cfg.ClientID+"/bridge", cfg.PublishTimeout, h.tokens, h.log)
+	h.publisher = newPublisher(cfg.MQTT, "svc:"+cfg.ClientID, cfg.PublishTimeout, h.tokens, h.log)
 	h.metrics = newMetrics(h.reg, func() float64 {
 		if h.publisher.connected() {
 			return 1

@@ -27,10 +27,12 @@ type publisher struct {
 	log     *slog.Logger
 }
 
-func newPublisher(broker, clientID string, timeout time.Duration, tk *tokens, log *slog.Logger) *publisher {
+// newPublisher returns the publisher of the service whose token subject
+// is sub, connecting with client id sub/bridge.
+func newPublisher(broker, sub string, timeout time.Duration, tk *tokens, log *slog.Logger) *publisher {
 	o := paho.NewClientOptions().
 		AddBroker(broker).
-		SetClientID(clientID).
+		SetClientID(sub + "/bridge").
 		SetCredentialsProvider(func() (string, string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
@@ -38,7 +40,7 @@ func newPublisher(broker, clientID string, timeout time.Duration, tk *tokens, lo
 			if err != nil {
 				log.Error("no broker token", "err", err)
 			}
-			return clientID, tok
+			return sub, tok
 		}).
 		SetCleanSession(false). // unacknowledged publishes are sent again after a reconnect
 		SetKeepAlive(30 * time.Second).

@@ -128,7 +128,10 @@ func (c *Conn) Scanner(split bufio.SplitFunc, max int) *bufio.Scanner {
 	s.Buffer(make([]byte, 0, min(max, 512)), max)
 	s.Split(func(data []byte, atEOF bool) (int, []byte, error) {
 		adv, tok, err := split(data, atEOF)
-		c.pending = err == nil && tok == nil && len(data) > adv
+		if err != nil {
+			return 0, nil, &FrameError{Err: err}
+		}
+		c.pending = tok == nil && len(data) > adv
 		if tok != nil && !c.limit.Allow() {
 			return 0, nil, ErrFlood
 		}

@@ -21,6 +21,7 @@ var ErrToken = errors.New("not a valid device token")
 // revocation list are cached in the data directory, so that the check
 // works while the cloud is unreachable. It comes up in the background.
 type deviceTokens struct {
+	cloud       string
 	issuer      string
 	data        string
 	log         *slog.Logger
@@ -28,14 +29,14 @@ type deviceTokens struct {
 	verifier    atomic.Pointer[token.Verifier]
 }
 
-func newDeviceTokens(cloud, data string, log *slog.Logger) (*deviceTokens, error) {
-	issuer := strings.TrimSuffix(cloud, "/")
-	rev, err := token.NewRevocations(token.RevocationsConfig{URL: issuer + "/api/v1/revocations",
+func newDeviceTokens(cloud, issuer, data string, log *slog.Logger) (*deviceTokens, error) {
+	cloud = strings.TrimSuffix(cloud, "/")
+	rev, err := token.NewRevocations(token.RevocationsConfig{URL: cloud + "/api/v1/revocations",
 		CacheFile: filepath.Join(data, "revocations.json"), Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	return &deviceTokens{issuer: issuer, data: data, log: log, revocations: rev}, nil
+	return &deviceTokens{cloud: cloud, issuer: issuer, data: data, log: log, revocations: rev}, nil
 }
 
 // run keeps the revocation list fresh and brings the verifier up, retrying
@@ -45,7 +46,7 @@ func (d *deviceTokens) run(ctx context.Context) {
 	wait := time.Second
 	for {
 		v, err := token.NewVerifier(ctx, token.VerifierConfig{
-			JWKSURL: d.issuer + "/.well-known/jwks.json", Issuer: d.issuer, Audience: "mqtt",
+			JWKSURL: d.cloud + "/.well-known/jwks.json", Issuer: d.issuer, Audience: "mqtt",
 			CacheFile: filepath.Join(d.data, "jwks.json"), Revoked: d.revocations.Revoked, Logger: d.log,
 		})
 		if err == nil {
