@@ -104,6 +104,18 @@ func (b *firmwareBridge) metric(t testing.TB, name, labels string) float64 {
 	return 0
 }
 
+// roundTrip sends req and returns the status code and body of the answer.
+func roundTrip(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
 // gt06Frame builds a 0x7878 frame: length, protocol, content, serial, the
 // CRC-ITU of length through serial, stop bits.
 func gt06Frame(proto byte, content []byte, serial uint16) []byte {
@@ -226,16 +238,11 @@ func TestFirmwareBridgeEndToEnd(t *testing.T) {
 		req, _ := http.NewRequest(method, s.httpURL+path, r)
 		req.Header.Set("Authorization", "Bearer "+user)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		code, out := roundTrip(t, req)
+		if code != want {
+			t.Fatalf("%s %s: %d %s, want %d", method, path, code, out, want)
 		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %s %s, want %d", method, path, resp.Status, out, want)
-		}
-		return out
+		return []byte(out)
 	}
 	api("PATCH", "/api/v1/devices/van-osm", map[string]any{"identifiers": []string{"48241179"}}, 200)
 	api("PATCH", "/api/v1/devices/tracker-gt06", map[string]any{"identifiers": []string{"123456789012345"}}, 200)
@@ -277,13 +284,7 @@ func TestFirmwareBridgeEndToEnd(t *testing.T) {
 		if basicPass != "" {
 			req.SetBasicAuth("keyed", basicPass)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(out)
+		return roundTrip(t, req)
 	}
 	for _, tc := range []struct {
 		name, method, target, ct, body, pass string
@@ -334,13 +335,7 @@ func TestFirmwareBridgeEndToEnd(t *testing.T) {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Limit-U", user)
 		req.Header.Set("X-Limit-D", "phone")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(out)
+		return roundTrip(t, req)
 	}
 	loc := string(e2eLocation(at(10), 48.85))
 	if code, body := owntracks("ann", phoneToken, loc); code != 200 || body != "[]" {
@@ -408,26 +403,7 @@ func TestFirmwareBridgeEndToEnd(t *testing.T) {
 
 	s.waitFor(t, fmt.Sprintf("%d points in InfluxDB", len(want)), func() bool { return s.count(t) >= len(want) })
 	time.Sleep(300 * time.Millisecond) // a stray point would be written by now
-	got := s.stored(t)
-	for k, w := range want {
-		g, ok := got[k]
-		if !ok {
-			t.Errorf("%s %s: not stored", k.device, time.Unix(0, k.time).UTC().Format(time.RFC3339))
-			continue
-		}
-		if math.Abs(g.Lat-w.Lat) < 1e-6 && math.Abs(g.Lon-w.Lon) < 1e-6 && math.Abs(g.Speed-w.Speed) < 0.01 {
-			g.Lat, g.Lon, g.Speed = w.Lat, w.Lon, w.Speed
-		}
-		g.Time = w.Time
-		if g != w {
-			t.Errorf("%s %s: stored\n%+v, want\n%+v", k.device, w.Time.Format(time.RFC3339), g, w)
-		}
-	}
-	for k, g := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("stored a point nobody should have: %s %+v", k.device, g)
-		}
-	}
+	checkPositions(t, s.stored(t), want)
 
 	for _, m := range []struct {
 		name, labels string

@@ -145,6 +145,32 @@ func e2eLocation(tst time.Time, lat float64) []byte {
 		lat, tst.Unix())
 }
 
+// checkPositions checks that the points stored are exactly those wanted,
+// field for field (coordinates to 1e-6 degree, speeds to 0.01 m/s, as
+// unit conversions round).
+func checkPositions(t *testing.T, got, want map[key]position.Position) {
+	t.Helper()
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			t.Errorf("%s %s: not stored", k.device, time.Unix(0, k.time).UTC().Format(time.RFC3339Nano))
+			continue
+		}
+		if math.Abs(g.Lat-w.Lat) < 1e-6 && math.Abs(g.Lon-w.Lon) < 1e-6 && math.Abs(g.Speed-w.Speed) < 0.01 {
+			g.Lat, g.Lon, g.Speed = w.Lat, w.Lon, w.Speed
+		}
+		g.Time = w.Time
+		if g != w {
+			t.Errorf("%s %s: stored\n%+v, want\n%+v", k.device, w.Time.Format(time.RFC3339Nano), g, w)
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("stored a point nobody may publish: %s %+v", k.device, g)
+		}
+	}
+}
+
 // TestAuthenticatedBrokerEndToEnd: the cloud with a broker that checks the
 // cloud's own tokens. A device registered through the data directory
 // publishes with its device token (paho, mosquitto_pub, OwnTracks) and its
@@ -249,26 +275,7 @@ func TestAuthenticatedBrokerEndToEnd(t *testing.T) {
 
 	s.waitFor(t, fmt.Sprintf("%d points in InfluxDB", len(want)), func() bool { return s.count(t) >= len(want) })
 	time.Sleep(300 * time.Millisecond) // a stray point would be written by now
-	got := s.stored(t)
-	for k, w := range want {
-		g, ok := got[k]
-		if !ok {
-			t.Errorf("%s %s: not stored", k.device, time.Unix(0, k.time).UTC().Format(time.RFC3339Nano))
-			continue
-		}
-		if math.Abs(g.Speed-w.Speed) < 1e-9 {
-			g.Speed = w.Speed
-		}
-		g.Time = w.Time
-		if g != w {
-			t.Errorf("%s %s: stored %+v, want %+v", k.device, w.Time.Format(time.RFC3339Nano), g, w)
-		}
-	}
-	for k, g := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("stored a point nobody may publish: %s %+v", k.device, g)
-		}
-	}
+	checkPositions(t, s.stored(t), want)
 
 	// Removing van-1 revokes its token: the broker ends its session within
 	// a few seconds and refuses it afterwards.

@@ -452,6 +452,38 @@ func (e *Env) PublishStatus(ctx context.Context, d *Device, st Status) error {
 	return e.host.publisher.publish(ctx, d.ID, topic.Status, payload, true)
 }
 
+// Online publishes that d is connected through c, with its battery level
+// when batt is not nil.
+func (e *Env) Online(ctx context.Context, d *Device, c *Conn, batt *float64) error {
+	return e.PublishStatus(ctx, d, Status{State: "online", Time: time.Now().UTC(), Remote: c.RemoteAddr().String(), Batt: batt})
+}
+
+// Offline publishes that d's connection ended. It has its own few seconds
+// to do so: the connection's context may have ended with it.
+func (e *Env) Offline(ctx context.Context, d *Device) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = e.PublishStatus(ctx, d, Status{State: "offline", Time: time.Now().UTC()})
+}
+
+// PublishFix publishes a tracker's fix p of device d, or drops it (counted)
+// when valid is false. Only a failure of the broker is returned: a
+// position that fails validation is counted and logged on c.
+func (e *Env) PublishFix(ctx context.Context, c *Conn, d *Device, p *position.Position, valid bool) error {
+	if !valid {
+		e.Drop(DropNoFix)
+		return nil
+	}
+	err := e.Publish(ctx, d, []position.Position{*p})
+	if errors.Is(err, ErrPublish) {
+		return err
+	}
+	if err != nil {
+		c.Log.Debug("position dropped", "err", err)
+	}
+	return nil
+}
+
 // Drop counts a report not published, by reason (a Drop… constant).
 func (e *Env) Drop(reason string) { e.host.metrics.dropped.WithLabelValues(e.Protocol, reason).Inc() }
 

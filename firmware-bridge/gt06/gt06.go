@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"trackgate/firmware-bridge/bridge"
-	"trackgate/internal/position"
 )
 
 // DefaultAddr is the adapter's default listen address.
@@ -90,9 +89,7 @@ func (a *Adapter) ServeConn(ctx context.Context, c *bridge.Conn) error {
 	batt := -1.0
 	defer func() {
 		if dev != nil {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = a.env.PublishStatus(sctx, dev, bridge.Status{State: "offline", Time: time.Now().UTC()})
+			a.env.Offline(ctx, dev)
 		}
 	}()
 	for sc.Scan() {
@@ -114,7 +111,7 @@ func (a *Adapter) ServeConn(ctx context.Context, c *bridge.Conn) error {
 				loc = p.Zone
 			}
 			c.Log = c.Log.With("device", d.ID)
-			if err := a.env.PublishStatus(ctx, dev, bridge.Status{State: "online", Time: time.Now().UTC(), Remote: c.RemoteAddr().String()}); err != nil {
+			if err := a.env.Online(ctx, dev, c, nil); err != nil {
 				return err
 			}
 		} else if dev == nil {
@@ -122,18 +119,14 @@ func (a *Adapter) ServeConn(ctx context.Context, c *bridge.Conn) error {
 			return &bridge.FrameError{Err: errNoLogin}
 		}
 		if p.Position != nil {
-			if !p.Valid {
-				a.env.Drop(bridge.DropNoFix)
-			} else if err := a.env.Publish(ctx, dev, []position.Position{*p.Position}); errors.Is(err, bridge.ErrPublish) {
+			if err := a.env.PublishFix(ctx, c, dev, p.Position, p.Valid); err != nil {
 				return err
-			} else if err != nil {
-				c.Log.Debug("position dropped", "err", err)
 			}
 		}
 		if p.HasBatt && p.Batt != batt {
 			batt = p.Batt
 			b := batt
-			if err := a.env.PublishStatus(ctx, dev, bridge.Status{State: "online", Time: time.Now().UTC(), Remote: c.RemoteAddr().String(), Batt: &b}); err != nil {
+			if err := a.env.Online(ctx, dev, c, &b); err != nil {
 				return err
 			}
 		}

@@ -20,12 +20,10 @@ package h02
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"trackgate/firmware-bridge/bridge"
-	"trackgate/internal/position"
 )
 
 // DefaultAddr is the adapter's default listen address.
@@ -52,9 +50,7 @@ func (a *Adapter) ServeConn(ctx context.Context, c *bridge.Conn) error {
 	var out []byte
 	defer func() {
 		if dev != nil {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = a.env.PublishStatus(sctx, dev, bridge.Status{State: "offline", Time: time.Now().UTC()})
+			a.env.Offline(ctx, dev)
 		}
 	}()
 	for sc.Scan() {
@@ -76,17 +72,13 @@ func (a *Adapter) ServeConn(ctx context.Context, c *bridge.Conn) error {
 				c.Log = c.Log.With("device", d.ID)
 			}
 			dev, imei = d, m.IMEI
-			if err := a.env.PublishStatus(ctx, dev, bridge.Status{State: "online", Time: now.UTC(), Remote: c.RemoteAddr().String()}); err != nil {
+			if err := a.env.Online(ctx, dev, c, nil); err != nil {
 				return err
 			}
 		}
 		if m.Position != nil {
-			if !m.Valid {
-				a.env.Drop(bridge.DropNoFix)
-			} else if err := a.env.Publish(ctx, dev, []position.Position{*m.Position}); errors.Is(err, bridge.ErrPublish) {
+			if err := a.env.PublishFix(ctx, c, dev, m.Position, m.Valid); err != nil {
 				return err
-			} else if err != nil {
-				c.Log.Debug("position dropped", "err", err)
 			}
 		}
 		if out = AppendReply(out[:0], m, now); len(out) > 0 {
