@@ -98,7 +98,7 @@ type Config struct {
 // Host runs the adapters. Create it with New.
 type Host struct {
 	cfg       Config
-	protocols []*Protocol
+	adapters  []*adapter
 	log       *slog.Logger
 	reg       *prometheus.Registry
 	metrics   *metrics
@@ -144,11 +144,22 @@ func New(cfg Config, protocols []*Protocol) (*Host, error) {
 		if (p.HTTP == nil) == (p.Stream == nil) {
 			return nil, fmt.Errorf("protocol %s: give HTTP or Stream", p.Name)
 		}
-		if cfg.Listen[p.Name] != "" {
-			h.protocols = append(h.protocols, p)
+		if cfg.Listen[p.Name] == "" {
+			continue
 		}
+		a := &adapter{p: p, env: &Env{Protocol: p.Name, Log: h.log.With("protocol", p.Name), host: h}}
+		var err error
+		if p.HTTP != nil {
+			a.http, err = p.HTTP(a.env)
+		} else {
+			a.stream, err = p.Stream(a.env)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		h.adapters = append(h.adapters, a)
 	}
-	if len(h.protocols) == 0 {
+	if len(h.adapters) == 0 {
 		return nil, errors.New("no protocol enabled: give at least one listen address (--osmand, --gt06, …)")
 	}
 	h.reg = prometheus.NewRegistry()
@@ -166,6 +177,14 @@ func New(cfg Config, protocols []*Protocol) (*Host, error) {
 		return 0
 	})
 	return h, nil
+}
+
+// adapter is an enabled protocol with its handler.
+type adapter struct {
+	p      *Protocol
+	env    *Env
+	http   http.Handler
+	stream StreamHandler
 }
 
 // Ready is closed once every enabled protocol listens.
@@ -186,24 +205,20 @@ func (h *Host) Run(ctx context.Context) error {
 	if err := os.MkdirAll(h.cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	type listener struct {
-		p  *Protocol
-		ln net.Listener
-	}
-	var lns []listener
-	for _, p := range h.protocols {
-		ln, err := net.Listen("tcp", h.cfg.Listen[p.Name])
+	lns := make([]net.Listener, len(h.adapters))
+	for i, a := range h.adapters {
+		ln, err := net.Listen("tcp", h.cfg.Listen[a.p.Name])
 		if err != nil {
-			for _, l := range lns {
-				l.ln.Close()
+			for _, l := range lns[:i] {
+				l.Close()
 			}
-			return fmt.Errorf("%s: listen %s: %w", p.Name, h.cfg.Listen[p.Name], err)
+			return fmt.Errorf("%s: listen %s: %w", a.p.Name, h.cfg.Listen[a.p.Name], err)
 		}
-		lns = append(lns, listener{p, ln})
+		lns[i] = ln
 		h.mu.Lock()
-		h.addrs[p.Name] = ln.Addr()
+		h.addrs[a.p.Name] = ln.Addr()
 		h.mu.Unlock()
-		h.log.Info("listening", "protocol", p.Name, "addr", ln.Addr().String())
+		h.log.Info("listening", "protocol", a.p.Name, "addr", ln.Addr().String())
 	}
 	h.publisher.connect()
 	defer h.publisher.disconnect()
@@ -215,21 +230,10 @@ func (h *Host) Run(ctx context.Context) error {
 	bg.Go(func() { h.devTokens.run(ctx) })
 	errc := make(chan error, len(lns)+1)
 	var wg sync.WaitGroup
-	for _, l := range lns {
-		env := &Env{Protocol: l.p.Name, Log: h.log.With("protocol", l.p.Name), host: h}
-		var serve func() error
-		if l.p.HTTP != nil {
-			hd, err := l.p.HTTP(env)
-			if err != nil {
-				return fmt.Errorf("%s: %w", l.p.Name, err)
-			}
-			serve = func() error { return h.serveHTTP(ctx, env, l.ln, hd) }
-		} else {
-			sh, err := l.p.Stream(env)
-			if err != nil {
-				return fmt.Errorf("%s: %w", l.p.Name, err)
-			}
-			serve = func() error { return h.serveStream(ctx, l.p.Name, l.ln, sh, h.cfg.Limits) }
+	for i, a := range h.adapters {
+		serve := func() error { return h.serveStream(ctx, a.p.Name, lns[i], a.stream, h.cfg.Limits) }
+		if a.http != nil {
+			serve = func() error { return h.serveHTTP(ctx, a.env, lns[i], a.http) }
 		}
 		wg.Add(1)
 		go func() {
