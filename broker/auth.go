@@ -23,7 +23,7 @@ type Verifier interface {
 // ErrVerifierUnavailable is what a Verifier returns while it cannot verify
 // anything yet (no signing keys fetched or cached): clients are told the
 // server is unavailable, not that their credentials are bad.
-var ErrVerifierUnavailable = errors.New("token verifier not ready: no signing keys yet")
+var ErrVerifierUnavailable = token.ErrNotReady
 
 // verifyTimeout bounds a CONNECT's token verification, an unknown key's
 // JWKS fetch included.

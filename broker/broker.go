@@ -242,7 +242,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		trusted = ah.durable
 		go sweepEvery(ctx, time.Minute, ah.sweep)
 		if b.auth != nil {
-			go b.auth.run(ctx)
+			go b.auth.Run(ctx)
 		}
 		hook = ah
 	}

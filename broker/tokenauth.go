@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"trackgate/internal/token"
@@ -58,9 +56,8 @@ func (c *AuthConfig) withDefaults() {
 // arrive, while a gateway's own receivers publish as usual.
 type tokenAuth struct {
 	cfg         AuthConfig
-	log         *slog.Logger
 	revocations *token.Revocations
-	verifier    atomic.Pointer[token.Verifier]
+	*token.BackgroundVerifier
 }
 
 func newTokenAuth(cfg AuthConfig, log *slog.Logger) (*tokenAuth, error) {
@@ -81,42 +78,11 @@ func newTokenAuth(cfg AuthConfig, log *slog.Logger) (*tokenAuth, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tokenAuth{cfg: cfg, log: log, revocations: rev}, nil
-}
-
-// Verify checks a token once the verifier is up.
-func (a *tokenAuth) Verify(ctx context.Context, raw string) (*token.Claims, error) {
-	v := a.verifier.Load()
-	if v == nil {
-		return nil, ErrVerifierUnavailable
-	}
-	return v.Verify(ctx, raw)
-}
-
-// run keeps the revocation list fresh and brings the verifier up, retrying
-// until the keys can be had, until ctx ends.
-func (a *tokenAuth) run(ctx context.Context) {
-	go a.revocations.Run(ctx)
-	wait := time.Second
-	for {
-		v, err := token.NewVerifier(ctx, token.VerifierConfig{
-			JWKSURL: a.cfg.JWKS, Issuer: a.cfg.Issuer, Audience: "mqtt",
-			CacheFile: filepath.Join(a.cfg.Data, "jwks.json"),
-			Revoked:   a.revocations.Revoked, Logger: a.log,
-		})
-		if err == nil {
-			a.verifier.Store(v)
-			a.log.Info("broker verifying tokens", "issuer", a.cfg.Issuer, "jwks", a.cfg.JWKS)
-			return
-		}
-		a.log.Warn("no signing keys yet: token clients are refused until the issuer answers", "jwks", a.cfg.JWKS, "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
+	bv := token.NewBackgroundVerifier(token.VerifierConfig{
+		JWKSURL: cfg.JWKS, Issuer: cfg.Issuer, Audience: "mqtt",
+		CacheFile: filepath.Join(cfg.Data, "jwks.json"), Logger: log,
+	}, rev)
+	return &tokenAuth{cfg: cfg, revocations: rev, BackgroundVerifier: bv}, nil
 }
 
 // AuthStatus is the state of token verification, for status pages.
@@ -127,5 +93,5 @@ type AuthStatus struct {
 }
 
 func (a *tokenAuth) status() AuthStatus {
-	return AuthStatus{Issuer: a.cfg.Issuer, KeysReady: a.verifier.Load() != nil, Revocations: a.revocations.Status()}
+	return AuthStatus{Issuer: a.cfg.Issuer, KeysReady: a.Ready(), Revocations: a.revocations.Status()}
 }

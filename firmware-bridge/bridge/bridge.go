@@ -107,10 +107,6 @@ type Host struct {
 	publisher *publisher
 	devTokens *deviceTokens
 	unknown   unknownLog
-
-	ready chan struct{}
-	mu    sync.Mutex // guards addrs
-	addrs map[string]net.Addr
 }
 
 // New checks cfg and returns the host of the enabled protocols among
@@ -139,7 +135,7 @@ func New(cfg Config, protocols []*Protocol) (*Host, error) {
 	if cfg.HTTPBurst <= 0 {
 		cfg.HTTPBurst = 200
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), addrs: map[string]net.Addr{}}
+	h := &Host{cfg: cfg, log: cfg.Logger}
 	for _, p := range protocols {
 		if (p.HTTP == nil) == (p.Stream == nil) {
 			return nil, fmt.Errorf("protocol %s: give HTTP or Stream", p.Name)
@@ -187,16 +183,6 @@ type adapter struct {
 	stream StreamHandler
 }
 
-// Ready is closed once every enabled protocol listens.
-func (h *Host) Ready() <-chan struct{} { return h.ready }
-
-// Addr returns the address protocol name listens on, nil before Ready.
-func (h *Host) Addr(name string) net.Addr {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.addrs[name]
-}
-
 // Run connects to the broker, listens on every enabled protocol's address
 // and serves until ctx ends. Then it stops accepting, lets reports in
 // flight finish (their publishes acknowledged) for up to the publish
@@ -215,9 +201,6 @@ func (h *Host) Run(ctx context.Context) error {
 			return fmt.Errorf("%s: listen %s: %w", a.p.Name, h.cfg.Listen[a.p.Name], err)
 		}
 		lns[i] = ln
-		h.mu.Lock()
-		h.addrs[a.p.Name] = ln.Addr()
-		h.mu.Unlock()
 		h.log.Info("listening", "protocol", a.p.Name, "addr", ln.Addr().String())
 	}
 	h.publisher.connect()
@@ -227,7 +210,7 @@ func (h *Host) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	defer cancel()
-	bg.Go(func() { h.devTokens.run(ctx) })
+	bg.Go(func() { h.devTokens.Run(ctx) })
 	errc := make(chan error, len(lns)+1)
 	var wg sync.WaitGroup
 	for i, a := range h.adapters {
@@ -261,7 +244,6 @@ func (h *Host) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	close(h.ready)
 	wg.Wait()
 	close(errc)
 	var errs []error
