@@ -27,6 +27,10 @@ const (
 	// ScopeBridge: publish any device's positions and status. The
 	// firmware-bridge, which authenticates the trackers it speaks for.
 	ScopeBridge = "bridge"
+	// ScopeGateway: publish the positions, status and session messages of
+	// the devices listed in the token's devices claim. A person's enrolled
+	// gateway (a usr: subject), forwarding its owner's devices upstream.
+	ScopeGateway = "gateway"
 )
 
 // Prefixes of non-device subjects: device ids never start with them.
@@ -44,6 +48,7 @@ const (
 	rightLive
 	rightOperator
 	rightBridge
+	rightGateway
 )
 
 // principal is an authenticated client: who it is and what it may do, from
@@ -51,7 +56,7 @@ const (
 type principal struct {
 	sub     string
 	owner   string   // a device's owner, for OwnTracks topics
-	devices []string // live: the devices it may watch
+	devices []string // live: the devices it may watch; gateway: those it may publish for
 	rights  rights
 	jti     string
 	exp     time.Time
@@ -75,11 +80,6 @@ func newPrincipal(c *token.Claims) *principal {
 			}
 		case ScopeLive:
 			p.rights |= rightLive
-			for _, d := range c.Devices {
-				if topic.ValidDevice(d) == nil {
-					p.devices = append(p.devices, d)
-				}
-			}
 		case ScopeOperator:
 			if strings.HasPrefix(c.Subject, servicePrefix) {
 				p.rights |= rightOperator
@@ -88,10 +88,21 @@ func newPrincipal(c *token.Claims) *principal {
 			if strings.HasPrefix(c.Subject, servicePrefix) {
 				p.rights |= rightBridge
 			}
+		case ScopeGateway:
+			if strings.HasPrefix(c.Subject, userPrefix) {
+				p.rights |= rightGateway
+			}
 		}
 	}
 	if p.rights == 0 {
 		return nil
+	}
+	if p.rights&(rightLive|rightGateway) != 0 {
+		for _, d := range c.Devices {
+			if topic.ValidDevice(d) == nil {
+				p.devices = append(p.devices, d)
+			}
+		}
 	}
 	return p
 }
@@ -123,6 +134,14 @@ func (p *principal) mayPublish(t string) bool {
 	if p.rights&rightBridge != 0 {
 		if _, kind, err := topic.Parse(t); err == nil && (kind == topic.Positions || kind == topic.Status) {
 			return true
+		}
+	}
+	if p.rights&rightGateway != 0 {
+		if dev, kind, err := topic.Parse(t); err == nil && slices.Contains(p.devices, dev) {
+			switch kind {
+			case topic.Positions, topic.Status, topic.Session:
+				return true
+			}
 		}
 	}
 	if p.rights&rightIngest != 0 {

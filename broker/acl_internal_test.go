@@ -44,6 +44,14 @@ func TestNewPrincipal(t *testing.T) {
 		{"live keeps the valid devices", &token.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "usr:ann"}, Scope: ScopeLive,
 			Devices: []string{"van-1", "bad/id", "", "+", "van-2"}}, rightLive, []string{"van-1", "van-2"}},
 		{"live without devices", aclClaims("usr:ann", ScopeLive), rightLive, nil},
+		{"gateway keeps the valid devices", &token.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "usr:ann"}, Scope: ScopeGateway,
+			Devices: []string{"van-1", "bad/id", "", "#", "van-2"}}, rightGateway, []string{"van-1", "van-2"}},
+		{"gateway without devices", aclClaims("usr:ann", ScopeGateway), rightGateway, nil},
+		{"gateway on a service", &token.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "svc:cloud"}, Scope: ScopeGateway,
+			Devices: []string{"van-1"}}, 0, nil},
+		{"gateway on a device", &token.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "van-1"}, Scope: ScopeGateway,
+			Devices: []string{"van-1"}}, 0, nil},
+		{"gateway on a usr-less name", aclClaims("usrann", ScopeGateway), 0, nil},
 		{"several scopes, only those the subject may hold", aclClaims("van-1", "openid device ingest operator"), rightDevice, nil},
 		{"ingest and operator", aclClaims("svc:cloud", "ingest operator"), rightIngest | rightOperator, nil},
 		{"no broker scope", aclClaims("van-1", "openid profile"), 0, nil},
@@ -81,6 +89,8 @@ var (
 	aclOp     = &principal{sub: "svc:ops", rights: rightOperator}
 	aclBridge = &principal{sub: "svc:firmware-bridge", rights: rightBridge}
 	aclLive   = &principal{sub: "usr:ann", rights: rightLive, devices: []string{"van-1"}}
+	// aclGateway is ann's gateway, for her devices van-1 and van-2.
+	aclGateway = &principal{sub: "usr:ann", rights: rightGateway, devices: []string{"van-1", "van-2"}}
 )
 
 func TestMayPublish(t *testing.T) {
@@ -151,6 +161,25 @@ func TestMayPublish(t *testing.T) {
 		{aclOp, "", false},
 		{aclLive, "devices/van-1/positions", false},
 		{aclLive, "devices/van-1/commands", false},
+		{aclGateway, "devices/van-1/positions", true},
+		{aclGateway, "devices/van-1/status", true},
+		{aclGateway, "devices/van-1/session", true},
+		{aclGateway, "devices/van-2/positions", true},
+		{aclGateway, "devices/van-3/positions", false},
+		{aclGateway, "devices/VAN-1/positions", false},
+		{aclGateway, "devices/van-10/positions", false},
+		{aclGateway, "devices/usr:ann/positions", false},
+		{aclGateway, "devices/van-1/commands", false},
+		{aclGateway, "devices/van-1/other", false},
+		{aclGateway, "devices/van-1/positions/x", false},
+		{aclGateway, "devices/+/positions", false},
+		{aclGateway, "devices/#", false},
+		{aclGateway, "#", false},
+		{aclGateway, "owntracks/ann/van-1", false},
+		{aclGateway, "owntracks/usr:ann/van-1", false},
+		{aclGateway, "$SYS/broker", false},
+		{aclGateway, "trackgate/revocations", false},
+		{aclGateway, "", false},
 	} {
 		if got := tc.p.mayPublish(tc.topic); got != tc.want {
 			t.Errorf("%s (%04b) mayPublish(%q) = %v, want %v", tc.p.sub, tc.p.rights, tc.topic, got, tc.want)
@@ -211,6 +240,13 @@ func TestMaySubscribe(t *testing.T) {
 		{aclLive, "devices/van-2/positions", false},
 		{aclLive, "devices/+/positions", false},
 		{aclLive, "#", false},
+		{aclGateway, "devices/van-1/positions", false},
+		{aclGateway, "devices/van-1/status", false},
+		{aclGateway, "devices/van-1/session", false},
+		{aclGateway, "devices/van-1/commands", false},
+		{aclGateway, "devices/+/positions", false},
+		{aclGateway, "owntracks/ann/van-1/cmd", false},
+		{aclGateway, "#", false},
 		{aclOp, "#", true},
 		{aclOp, "$SYS/#", true},
 	} {
@@ -346,7 +382,7 @@ func FuzzACLTopics(f *testing.F) {
 		return strings.EqualFold(parts[1], "van-1") || (strings.EqualFold(parts[1], "ann") && strings.EqualFold(parts[2], "van-1"))
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		for _, p := range []*principal{aclVan1, aclOrphan, aclIngest, aclLive, aclOp} {
+		for _, p := range []*principal{aclVan1, aclOrphan, aclIngest, aclLive, aclGateway, aclOp} {
 			pub, sub := p.mayPublish(s), p.maySubscribe(s)
 			p.ownTracks(s)
 			if p.rights&rightOperator != 0 {
@@ -375,6 +411,15 @@ func FuzzACLTopics(f *testing.F) {
 				}
 				if sub && strings.HasSuffix(s, "/commands") {
 					t.Fatalf("ingest may subscribe %q", s)
+				}
+			}
+			if p.rights&rightGateway != 0 {
+				if pub && !slices.Contains([]string{"devices/van-1/positions", "devices/van-1/status", "devices/van-1/session",
+					"devices/van-2/positions", "devices/van-2/status", "devices/van-2/session"}, s) {
+					t.Fatalf("gateway may publish %q", s)
+				}
+				if sub {
+					t.Fatalf("gateway may subscribe %q", s)
 				}
 			}
 			if p.rights&rightLive != 0 {

@@ -86,6 +86,14 @@ type Config struct {
 	// power cut, at a cost in throughput); without it a write survives the
 	// process being killed, not the machine losing power.
 	Persist, PersistSync bool
+	// Tap, if set, is given every message accepted on a device's
+	// positions, status and session topics (OwnTracks already translated)
+	// before its publisher is acknowledged, and the devices' wills: the
+	// gateway's uplink queue. An error refuses the message: an MQTT 5
+	// publisher gets PUBACK 0x97 (quota exceeded), a 3.1.1 one no PUBACK,
+	// so that it sends the message again; an inside publisher's message is
+	// dropped (the Tap counts it).
+	Tap func(topic string, payload []byte, retain bool) error
 	// Registerer receives the broker's metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
 	// Logger receives the broker's logs; default slog.Default().
@@ -268,6 +276,11 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 	if err := srv.AddHook(newTakeoverHook(srv.Clients, b.log), nil); err != nil {
 		return fmt.Errorf("broker: add session takeover hook: %w", err)
+	}
+	if b.cfg.Tap != nil { // last: it sees what every other hook let through
+		if err := srv.AddHook(&tapHook{tap: b.cfg.Tap, log: b.log}, nil); err != nil {
+			return fmt.Errorf("broker: add tap hook: %w", err)
+		}
 	}
 
 	var opened []net.Listener

@@ -74,6 +74,12 @@ func (g *Gateway) statusHandler() http.Handler {
 		if st, ok := g.broker.AuthStatus(); ok {
 			doc["auth"] = st
 		}
+		if g.fwd != nil {
+			doc["uplink"] = g.fwd.Status()
+		}
+		if g.cfg.Uplink.Enrolment != nil {
+			doc["enrolment"] = g.cfg.Uplink.Enrolment()
+		}
 		_ = enc.Encode(doc)
 	})
 }

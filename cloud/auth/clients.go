@@ -40,11 +40,12 @@ const (
 	ScopeDevicesWrite    = "devices:write"    // api
 	ScopeBridge          = "bridge"           // mqtt: publish any device's positions and status (the firmware-bridge)
 	ScopeDevicesResolve  = "devices:resolve"  // api: look devices up by protocol identifier (the firmware-bridge)
+	ScopeGateway         = "gateway"          // mqtt: publish the positions, status and session messages of the devices the token's devices claim lists (a person's enrolled gateway)
 )
 
 // mqttScopes are the scopes of broker tokens; every other token scope is an
 // API scope.
-var mqttScopes = []string{ScopeDevice, ScopeIngest, ScopeOperator, ScopeBridge}
+var mqttScopes = []string{ScopeDevice, ScopeIngest, ScopeOperator, ScopeBridge, ScopeGateway}
 
 // ServiceScopes are the scopes of a service client made by `cloud client
 // add --service` unless others are given.
@@ -65,7 +66,7 @@ var seededClients = []store.Client{
 	{ID: "trackctl", Name: "trackctl (command line)", RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"},
 		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken, GrantDeviceCode}, Scopes: userAPIScopes},
 	{ID: "gateway", Name: "trackgate gateway", GrantTypes: []string{GrantDeviceCode, GrantRefreshToken},
-		Scopes: []string{ScopeDevicesRead, ScopeDevicesWrite, ScopeRevocationsRead}},
+		Scopes: []string{ScopeDevicesRead, ScopeDevicesWrite, ScopeRevocationsRead, ScopeGateway}},
 	{ID: "phone", Name: "trackgate phone app", RedirectURIs: []string{"trackgate:/callback"},
 		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scopes: userAPIScopes},
 }

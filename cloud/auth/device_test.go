@@ -5,15 +5,19 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/oauth2"
+
+	"trackgate/internal/token"
 )
 
 // startDeviceAuth starts a device authorization for public client clientID
@@ -141,6 +145,7 @@ func TestDeviceGrant(t *testing.T) {
 			{"37 client without the device grant", url.Values{"client_id": {"phone"}}, 400, "unauthorized_client"},
 			{"87 scope the client may not have", url.Values{"client_id": {"gateway"}, "scope": {"tracks:read"}}, 400, "invalid_scope"},
 			{"87 broker scope", url.Values{"client_id": {"trackctl"}, "scope": {"device"}}, 400, "invalid_scope"},
+			{"87 gateway scope for a client that does not list it", url.Values{"client_id": {"trackctl"}, "scope": {"gateway"}}, 400, "invalid_scope"},
 			{"87 introspect scope", url.Values{"client_id": {"gateway"}, "scope": {"introspect"}}, 400, "invalid_scope"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -428,6 +433,108 @@ func TestDeviceGrant(t *testing.T) {
 		d = f.startDeviceAuth(t, "trackctl", "")
 		b.decideDevice(t, jsonStr(d, "user_code"), "approve")
 	})
+}
+
+// TestGatewayBrokerToken: the gateway enrols with the device grant and gets
+// an API token; refreshing with scope=gateway gives it a broker token for
+// its owner's devices, with rotation and revocation as for any grant.
+func TestGatewayBrokerToken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	clk := f.moveClock()
+	ctx := context.Background()
+	b := f.browser(t)
+	b.signIn(t, b.get(t, "/login"), "ann", userPassword, f.user(t, "ann", userPassword, true))
+	f.user(t, "bob", userPassword, false)
+	for _, d := range []struct{ owner, id string }{{"ann", "van-2"}, {"bob", "car-1"}, {"ann", "van-1"}} {
+		if _, err := f.srv.AddDevice(ctx, d.owner, d.id, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apiVerifier := f.verifier(t, f.srv.APIAudience())
+	mqttVerifier := f.verifier(t, AudienceMQTT)
+
+	d := f.startDeviceAuth(t, "gateway", "")
+	if p := b.decideDevice(t, jsonStr(d, "user_code"), "approve"); p.status != 200 {
+		t.Fatalf("approve: %d", p.status)
+	}
+	clk.advance(5 * time.Second)
+	status, m := f.pollDevice(t, "gateway", jsonStr(d, "device_code"))
+	if status != 200 {
+		t.Fatalf("poll: %d %v", status, m)
+	}
+	// The grant holds gateway, a broker scope: the first token is the
+	// API's, without it.
+	resp, rt := m, ""
+	var mqttJTI string
+	for _, step := range []struct {
+		name    string
+		scope   string // of the refresh; "-" for the device grant's first token
+		mqtt    bool
+		want    string
+		devices []string
+	}{
+		{"the device grant's token is the API's, without gateway", "-", false, "devices:read devices:write revocations:read", nil},
+		{"scope=gateway is a broker token for ann's devices", "gateway", true, "gateway", []string{"van-1", "van-2"}},
+		{"scope=devices:write is an API token", "devices:write", false, "devices:write", nil},
+		{"no scope is an API token with the API scopes", "", false, "devices:read devices:write revocations:read", nil},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			if step.scope != "-" {
+				var extra url.Values
+				if step.scope != "" {
+					extra = url.Values{"scope": {step.scope}}
+				}
+				status, resp = f.refreshAs(t, "gateway", rt, extra)
+				if status != 200 {
+					t.Fatalf("refresh: %d %v", status, resp)
+				}
+			}
+			if next := jsonStr(resp, "refresh_token"); next == rt || !refreshTokenFormat.MatchString(next) {
+				t.Errorf("refresh token not rotated: %v", resp)
+			}
+			rt = jsonStr(resp, "refresh_token")
+			if resp["scope"] != step.want || resp["id_token"] != nil {
+				t.Errorf("response %v, want scope %q and no ID token", resp, step.want)
+			}
+			tok := jsonStr(resp, "access_token")
+			v, other := apiVerifier, mqttVerifier
+			if step.mqtt {
+				v, other = mqttVerifier, apiVerifier
+			}
+			c, err := v.Verify(ctx, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := other.Verify(ctx, tok); !errors.Is(err, token.ErrAudience) {
+				t.Errorf("verified for the other audience: %v", err)
+			}
+			if c.Subject != "usr:ann" || c.ClientID != "gateway" || c.Scope != step.want || !slices.Equal(c.Devices, step.devices) {
+				t.Errorf("claims %+v, want devices %q", c, step.devices)
+			}
+			if step.mqtt {
+				mqttJTI = c.ID
+			}
+		})
+	}
+
+	// Revoking the grant revokes the broker token issued on it.
+	before := f.revokeCalls.Load()
+	if status, _, m := f.post(t, "/revoke", url.Values{"token": {rt}, "client_id": {"gateway"}}, "", ""); status != 200 {
+		t.Fatalf("revoke: %d %v", status, m)
+	}
+	if got := f.revokeCalls.Load(); got != before+1 {
+		t.Errorf("OnRevoke called %d times by the revocation, want once", got-before)
+	}
+	req, _ := http.NewRequest("GET", f.http.URL+"/api/v1/revocations", nil)
+	status, _, m = do(t, req)
+	listed, _ := json.Marshal(m["revocations"])
+	if status != 200 || mqttJTI == "" || !strings.Contains(string(listed), `"jti":"`+mqttJTI+`"`) {
+		t.Errorf("revocations %d %s lack the broker token %q", status, listed, mqttJTI)
+	}
+	if status, m := f.refreshAs(t, "gateway", rt, url.Values{"scope": {"gateway"}}); status != 400 || m["error"] != "invalid_grant" {
+		t.Errorf("refresh after revocation: %d %v", status, m)
+	}
 }
 
 // TestDevicesAPI covers the devices API and device tokens (AUTH.md L 96,

@@ -77,6 +77,7 @@ func (s *Server) authorizationCode(ctx context.Context, client *store.Client, fo
 		if err := s.st.RevokeGrant(ctx, c.Grant.ID); err != nil {
 			return nil, s.serverError("revoke grant of a reused code", err)
 		}
+		s.revoked()
 		s.log.Warn("authorization code redeemed twice: its tokens are revoked", "client", c.Grant.ClientID, "user", c.Grant.User)
 		return nil, invalidGrant("authorization code already used; the tokens issued for it are revoked")
 	case err != nil:
@@ -198,18 +199,39 @@ func (s *Server) refreshReused(ctx context.Context, rt *store.RefreshToken, now 
 	if err := s.st.RevokeGrant(ctx, rt.Grant.ID); err != nil {
 		return nil, s.serverError("revoke grant of a reused refresh token", err)
 	}
+	s.revoked()
 	s.log.Warn("refresh token reused: its grant is revoked", "client", rt.Grant.ClientID, "user", rt.Grant.User)
 	return nil, invalidGrant("refresh token already used; its grant is revoked: sign in again")
 }
 
-// grantTokens issues the tokens of grant g to client: an access token for
-// the API with scopes, a refresh token when the client may refresh, and an
-// ID token when scopes hold openid. With rotate set the refresh token
-// replaces rotate (errRotated if another request replaced it first).
+// grantTokens issues the tokens of grant g to client: an access token with
+// scopes, a refresh token when the client may refresh, and an ID token when
+// scopes hold openid. The access token is the broker's when every scope is
+// a broker scope, with the ids of the user's devices in its devices claim;
+// otherwise it is the API's, with the API scopes alone (a broker token is
+// had by refreshing with a scope parameter of broker scopes). With rotate
+// set the refresh token replaces rotate (errRotated if another request
+// replaced it first).
 func (s *Server) grantTokens(ctx context.Context, g *store.Grant, client *store.Client, scopes []string, nonce string, rotate *store.RefreshToken) (*tokenResponse, *oauthError) {
+	aud, ok := s.audienceOf(scopes)
+	if !ok {
+		aud = s.APIAudience()
+		scopes = slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return slices.Contains(mqttScopes, sc) })
+	}
+	var devices []string
+	if aud == AudienceMQTT {
+		devs, err := s.st.Devices(ctx, g.UserID)
+		if err != nil {
+			return nil, s.serverError("devices of a broker token", err)
+		}
+		for _, d := range devs {
+			devices = append(devices, d.ID)
+		}
+		slices.Sort(devices)
+	}
 	access, claims, err := s.issue(ctx, token.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{Subject: userSubject(g.User), Audience: jwt.ClaimStrings{s.APIAudience()}},
-		ClientID:         client.ID, Scope: strings.Join(scopes, " "), AMR: g.AMR, AuthTime: g.AuthTime.Unix(),
+		RegisteredClaims: jwt.RegisteredClaims{Subject: userSubject(g.User), Audience: jwt.ClaimStrings{aud}},
+		ClientID:         client.ID, Scope: strings.Join(scopes, " "), AMR: g.AMR, AuthTime: g.AuthTime.Unix(), Devices: devices,
 	}, s.cfg.AccessTokenTTL)
 	if err != nil {
 		return nil, s.serverError("issue token", err)
@@ -347,14 +369,15 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 func (s *Server) url(path string) string { return strings.TrimSuffix(s.cfg.Issuer, "/") + path }
 
 // userScopes returns the scopes a user-facing client asked for (all it may
-// have when it asked for none), or invalid_scope.
+// have when it asked for none), or invalid_scope. A broker scope is allowed
+// when the client lists it (the gateway's), introspect never.
 func userScopes(client *store.Client, requested string) ([]string, *oauthError) {
 	scopes := strings.Fields(requested)
 	if len(scopes) == 0 {
 		scopes = slices.Clone(client.Scopes)
 	}
 	for _, sc := range scopes {
-		if !slices.Contains(client.Scopes, sc) || slices.Contains(mqttScopes, sc) || sc == ScopeIntrospect {
+		if !slices.Contains(client.Scopes, sc) || sc == ScopeIntrospect {
 			return nil, errorf("invalid_scope", "scope %q is not allowed for client %s", sc, client.ID)
 		}
 	}

@@ -392,7 +392,10 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	} else if rt := s.knownRefresh(r.Context(), raw); rt != nil && rt.Grant.RevokedAt == nil {
 		// A rotated token too: its grant goes.
 		if owner = rt.Grant.ClientID; owner == client.ID {
-			err = s.st.RevokeGrant(r.Context(), rt.Grant.ID)
+			// Its access tokens may be a broker's (the gateway's).
+			if err = s.st.RevokeGrant(r.Context(), rt.Grant.ID); err == nil {
+				s.revoked()
+			}
 		}
 	} else {
 		w.WriteHeader(http.StatusOK) // nothing to revoke, and no oracle
@@ -436,7 +439,7 @@ func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
 		"prompt_values_supported":                          []string{"none", "login"},
 		"claims_supported":                                 []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "preferred_username"},
 		"scopes_supported": []string{ScopeOpenID, ScopeTracksRead, ScopeTracksWrite, ScopeDevicesRead, ScopeDevicesWrite,
-			ScopeRevocationsRead, ScopeIngest, ScopeDevice},
+			ScopeRevocationsRead, ScopeIngest, ScopeDevice, ScopeGateway},
 	})
 }
 

@@ -16,6 +16,7 @@ var scopeText = map[string]string{
 	ScopeDevicesRead:     "list your devices",
 	ScopeDevicesWrite:    "register and remove your devices",
 	ScopeRevocationsRead: "read the list of revoked tokens",
+	ScopeGateway:         "forward your devices' positions and status to the cloud",
 }
 
 // devicePage serves GET /device: the verification page of the device grant
