@@ -38,8 +38,8 @@ const clientID = "gateway"
 // devices and read revocations, and the broker scope of a gateway.
 const grantScope = "devices:read devices:write revocations:read gateway"
 
-// fileName is the enrolment's file in the data directory.
-const fileName = "enrolment.json"
+// File is the enrolment's file in the data directory.
+const File = "enrolment.json"
 
 // userPrefix starts the subject of a person's tokens.
 const userPrefix = "usr:"
@@ -133,7 +133,7 @@ func Enroll(ctx context.Context, cloud, dataDir string, out io.Writer, hc *http.
 	if err != nil {
 		return nil, fmt.Errorf("enrolment: the access token: %w", err)
 	}
-	s := newStore(filepath.Join(dataDir, fileName), hc, record{Cloud: cloud, Issuer: m.Issuer,
+	s := newStore(filepath.Join(dataDir, File), hc, record{Cloud: cloud, Issuer: m.Issuer,
 		TokenEndpoint: m.TokenEndpoint, RevocationEndpoint: m.RevocationEndpoint, ClientID: clientID,
 		Owner: owner, RefreshToken: tok.RefreshToken, EnrolledAt: time.Now().UTC().Truncate(time.Second)})
 	if err := s.save(); err != nil {
@@ -150,7 +150,7 @@ func Open(dataDir string, hc *http.Client) (*Store, error) {
 	if hc == nil {
 		hc = defaultClient
 	}
-	path := filepath.Join(dataDir, fileName)
+	path := filepath.Join(dataDir, File)
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", dataDir, ErrNotEnrolled)

@@ -193,7 +193,7 @@ func enrolled(t *testing.T, f *fake) (*Store, string) {
 	t.Helper()
 	dir := t.TempDir()
 	f.rt = "tgr_enrolment"
-	s := newStore(filepath.Join(dir, fileName), f.client(), record{Cloud: testCloud, Issuer: testCloud,
+	s := newStore(filepath.Join(dir, File), f.client(), record{Cloud: testCloud, Issuer: testCloud,
 		TokenEndpoint: testCloud + "/token", ClientID: "gateway", Owner: "ann", RefreshToken: f.rt, EnrolledAt: time.Now()})
 	if err := s.save(); err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func enrolled(t *testing.T, f *fake) (*Store, string) {
 // savedRefreshToken returns the refresh token in dir's enrolment file.
 func savedRefreshToken(t *testing.T, dir string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, fileName))
+	b, err := os.ReadFile(filepath.Join(dir, File))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,12 +249,12 @@ func TestEnroll(t *testing.T) {
 		if s.Owner() != "ann" || s.Cloud() != testCloud {
 			t.Errorf("owner %q, cloud %q", s.Owner(), s.Cloud())
 		}
-		for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, fileName): 0o600} {
+		for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, File): 0o600} {
 			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
 				t.Errorf("%s: %v, %v, want mode %v", path, fi.Mode(), err, want)
 			}
 		}
-		b, _ := os.ReadFile(filepath.Join(dir, fileName))
+		b, _ := os.ReadFile(filepath.Join(dir, File))
 		var rec record
 		if err := json.Unmarshal(b, &rec); err != nil {
 			t.Fatal(err)
@@ -295,7 +295,7 @@ func TestEnrollFails(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Errorf("err %v, want one saying %q", err, tc.want)
 				}
-				if _, err := os.Stat(filepath.Join(dir, fileName)); !errors.Is(err, os.ErrNotExist) {
+				if _, err := os.Stat(filepath.Join(dir, File)); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("an enrolment was saved: %v", err)
 				}
 			})
@@ -361,7 +361,7 @@ func TestOpen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if tc.content != nil {
-				path := filepath.Join(dir, fileName)
+				path := filepath.Join(dir, File)
 				if err := os.WriteFile(path, tc.content, 0o600); err != nil {
 					t.Fatal(err)
 				}

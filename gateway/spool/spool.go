@@ -443,6 +443,11 @@ func (s *Spool) startSegment() error {
 		return err
 	}
 	s.f = f
+	// A segment never written to (its first write failed) is the file
+	// just truncated: drop it, or deleting it would delete the new one.
+	if n := len(s.segs); n > 0 && s.segs[n-1].size == 0 {
+		s.segs = s.segs[:n-1]
+	}
 	s.segs = append(s.segs, &segment{first: s.next, last: s.next - 1, path: path})
 	return nil
 }
@@ -516,6 +521,9 @@ func (s *Spool) Append(topic string, payload []byte, retain bool) error {
 	cur.last, cur.size = seq, cur.size+n
 	s.total += n
 	s.written += uint64(n)
+	if seq == s.cursor { // the queue was empty: the samples are of acked entries
+		s.samples = s.samples[:0]
+	}
 	if seq&sampleMask == 0 || len(s.samples) == 0 {
 		s.samples = append(s.samples, sample{seq, now.UnixNano()})
 	}

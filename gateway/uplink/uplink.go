@@ -202,11 +202,14 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	fresh := false
 	go f.watch(ctx)
 	for ctx.Err() == nil {
-		started := time.Now()
+		connects := f.Status().Connects
 		err := f.session(ctx, r, fresh)
 		fresh = false
 		if ctx.Err() != nil {
 			break
+		}
+		if f.Status().Connects != connects { // it got through: start the backoff again
+			backoff = time.Second
 		}
 		var ae *authError
 		switch {
@@ -225,9 +228,6 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		default:
 			f.setState(StateDisconnected, err)
 			f.log.Warn("uplink disconnected", logx.Err(err))
-		}
-		if time.Since(started) > time.Minute {
-			backoff = time.Second
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		select {
@@ -309,6 +309,7 @@ func (f *Forwarder) session(ctx context.Context, r *spool.Reader, fresh bool) er
 	f.connects++
 	f.mu.Unlock()
 	f.setState(StateConnected, nil)
+	f.updateDrain(time.Now())
 	f.log.Info("uplink connected", "broker", f.url.Host, "client", clientID, "session_present", ca.SessionPresent)
 
 	// Stop sending a little before the token expires: the upstream broker

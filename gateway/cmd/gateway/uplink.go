@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,22 +74,35 @@ func readTokenFile(path string) (string, error) {
 	return tok, nil
 }
 
-// enrolled hands out the enrolled gateway's tokens. A revoked enrolment is
-// read again from disk at each attempt, so that `gateway enroll` run again
-// takes effect without a restart.
+// enrolled hands out the enrolled gateway's tokens. Once the enrolment is
+// revoked, its file is read again when it changes, so that `gateway enroll`
+// run again takes effect without a restart.
 type enrolled struct {
 	data string
 	log  *slog.Logger
 	mu   sync.Mutex
 	st   *enrol.Store
+	// revokedFile is the enrolment file's modification time when the
+	// enrolment was found revoked.
+	revokedFile time.Time
 }
 
 func (e *enrolled) store() *enrol.Store {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.st.Revoked() != nil {
+	if e.st.Revoked() == nil {
+		return e.st
+	}
+	fi, err := os.Stat(filepath.Join(e.data, enrol.File))
+	if err != nil {
+		return e.st
+	}
+	if e.revokedFile.IsZero() {
+		e.revokedFile = fi.ModTime()
+	} else if !fi.ModTime().Equal(e.revokedFile) {
 		if st, err := enrol.Open(e.data, nil); err == nil {
-			e.st = st
+			e.log.Info("enrolment file changed: using the new enrolment", "owner", st.Owner())
+			e.st, e.revokedFile = st, time.Time{}
 		}
 	}
 	return e.st
