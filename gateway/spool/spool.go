@@ -30,7 +30,7 @@
 //
 //   - Sync == SyncAlways: each Append returns only after fdatasync(2);
 //     concurrent appends share one sync (group commit).
-//   - Sync > 0 (the default, one second): a background sync every Sync; a
+//   - Sync > 0 (the default, one second, when 0): a background sync every Sync; a
 //     power cut loses at most the entries of the last interval.
 //   - Sync == SyncNever: the kernel writes back when it likes.
 //
@@ -105,9 +105,9 @@ func ParseFullPolicy(s string) (FullPolicy, error) {
 // Sync policies besides an interval.
 const (
 	// SyncAlways syncs before every Append returns.
-	SyncAlways time.Duration = 0
+	SyncAlways time.Duration = -1
 	// SyncNever never syncs but at rotation and Close.
-	SyncNever time.Duration = -1
+	SyncNever time.Duration = -2
 )
 
 // Config configures a Spool.
@@ -121,7 +121,8 @@ type Config struct {
 	SegmentBytes int64
 	// Full is the policy when an append would pass MaxBytes.
 	Full FullPolicy
-	// Sync is SyncAlways, SyncNever, or the interval of background syncs.
+	// Sync is SyncAlways, SyncNever, or the interval of background syncs;
+	// default one second.
 	Sync time.Duration
 	// Logger receives recovery and quarantine reports; default
 	// slog.Default().
@@ -223,6 +224,9 @@ func Open(cfg Config) (*Spool, error) {
 		cfg.SegmentBytes = 8 << 20
 	}
 	cfg.SegmentBytes = min(cfg.SegmentBytes, max(cfg.MaxBytes/4, 4<<10))
+	if cfg.Sync == 0 {
+		cfg.Sync = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -9,3 +9,7 @@ import (
 func TestHelpDocumentsEveryFlag(t *testing.T) {
 	testenv.CheckREADMEFlags(t, run, "--help")
 }
+
+func TestEnrollHelpDocumentsEveryFlag(t *testing.T) {
+	testenv.CheckREADMEFlags(t, run, "enroll", "--help")
+}
