@@ -54,6 +54,7 @@ package spool
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -204,6 +205,7 @@ type Spool struct {
 	written  uint64              // bytes written since Open, all segments
 	savedCur uint64              // the cursor the acked file holds
 	gaps     [][2]uint64         // while recovering: sequence numbers missing, [from, to)
+	skips    [][2]uint64         // sequence numbers missing at or above cursor, [from, to), in order
 	closed   bool
 	st       Stats
 
@@ -292,9 +294,10 @@ func (s *Spool) recover() error {
 			s.gaps = append(s.gaps, [2]uint64{s.segs[i-1].last + 1, s.segs[i].first})
 		}
 	}
+	slices.SortFunc(s.gaps, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
 	for _, g := range s.gaps {
-		for q := max(g[0], s.cursor); q < g[1]; q++ {
-			s.acked[q] = struct{}{}
+		if g[1] > s.cursor {
+			s.skips = append(s.skips, [2]uint64{max(g[0], s.cursor), g[1]})
 		}
 	}
 	s.gaps = nil
@@ -628,11 +631,15 @@ func (s *Spool) Ack(seqs ...uint64) {
 // segments behind it; s.mu held.
 func (s *Spool) advance() {
 	for {
-		if _, ok := s.acked[s.cursor]; !ok {
+		if _, ok := s.acked[s.cursor]; ok {
+			delete(s.acked, s.cursor)
+			s.cursor++
+		} else if len(s.skips) > 0 && s.cursor >= s.skips[0][0] {
+			s.cursor = max(s.cursor, s.skips[0][1])
+			s.skips = s.skips[1:]
+		} else {
 			break
 		}
-		delete(s.acked, s.cursor)
-		s.cursor++
 	}
 	for len(s.segs) > 1 && s.segs[0].last < s.cursor {
 		old := s.segs[0]
@@ -657,6 +664,9 @@ func (s *Spool) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.st
 	st.Items = s.next - s.cursor - uint64(len(s.acked))
+	for _, g := range s.skips {
+		st.Items -= g[1] - max(g[0], s.cursor)
+	}
 	st.Bytes = s.total
 	if st.Items > 0 && len(s.samples) > 0 {
 		st.Oldest = time.Unix(0, s.samples[0].at)
