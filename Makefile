@@ -30,7 +30,7 @@ web: ## bundle the website (npm packages pinned in cloud/web/package-lock.json, 
 tools: ## install the pinned influxd and staticcheck into .tools/bin, and the Debian packages tests use (idempotent)
 	@scripts/tools.sh
 
-bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, broker connections and QoS 1 throughput, ingest and end-to-end throughput, track listing and export, imports, 10,000 GT06 trackers through the firmware-bridge
+bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, broker connections and QoS 1 throughput, ingest and end-to-end throughput, track listing and export, imports, 10,000 GT06 trackers through the firmware-bridge, the uplink queue and its drain after a 10-minute outage
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v -e /cloud$$ -e /cloud/ingest$$ -e /gateway$$ -e /hw/receiver$$ -e /broker/cmd/broker$$)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./broker/cmd/broker 2>/dev/null
 	$(GO) test -run '^$$' -bench Pipeline -benchmem -benchtime 3s -cpu 1 -count=1 ./hw/receiver
@@ -42,6 +42,7 @@ bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency,
 	$(GO) test -run '^$$' -bench TrackExport100k -benchtime 3x -count=1 ./cloud
 	$(GO) test -run '^$$' -bench ImportGPX100k -benchtime 5x -count=1 ./cloud
 	$(GO) test -run '^$$' -bench FirmwareBridgeGT06 -benchtime 1x -count=1 -timeout 20m ./cloud
+	$(GO) test -run '^$$' -bench UplinkDrain -benchtime 1x -count=1 ./cloud
 
 lint: tools ## gofmt, go vet, staticcheck, and go.mod tidiness
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -46,16 +46,6 @@ func (r *received) tap(t string, payload []byte, _ bool) error {
 	return nil
 }
 
-func (r *received) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, ts := range r.byDevice {
-		n += len(ts)
-	}
-	return n
-}
-
 // upstream runs an allow-all broker on addr whose tap records into rec,
 // until the returned function is called.
 func upstream(t *testing.T, addr string, rec *received) (stop func()) {

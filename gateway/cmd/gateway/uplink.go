@@ -26,10 +26,6 @@ import (
 // gatewayScope is the scope of the enrolled gateway's broker token.
 const gatewayScope = "gateway"
 
-// devicesScope is the scope of the API token that registers the
-// receivers' devices.
-const devicesScope = "devices:read devices:write"
-
 // uplinkCredentials sets up's token source: the token file, or the
 // enrolment in data.
 func uplinkCredentials(up *gateway.Uplink, tokenFile, data string, log *slog.Logger) error {
