@@ -22,19 +22,8 @@ import (
 	"trackgate/cloud"
 	"trackgate/cloud/ingest"
 	"trackgate/hw/gpssim"
+	"trackgate/internal/testenv"
 )
-
-// freeAddr returns a loopback address free at the moment, for a process
-// that must come back on the same port.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // process is a command under test, its output kept.
 type process struct {
@@ -196,7 +185,7 @@ type epochWritten struct {
 // revoked enrolment stops the uplink.
 func TestUplinkOutageEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	upAddr, cloudAddr := freeAddr(t), freeAddr(t)
+	upAddr, cloudAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	s := newStack(t, ingest.Config{}, "tcp://"+upAddr)
 	s.cfg.HTTP, s.cfg.Auth.Issuer = cloudAddr, "http://"+cloudAddr
 	s.stopCloud = s.launchCloud(t)
@@ -302,7 +291,7 @@ func TestUplinkOutageEndToEnd(t *testing.T) {
 	// The gateway: its broker verifies phones with the cloud's keys, which
 	// it reaches through a proxy the test can cut.
 	cloudProxy := newToggleProxy(t, cloudAddr)
-	gwMQTT, gwHTTP := freeAddr(t), freeAddr(t)
+	gwMQTT, gwHTTP := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	gwArgs := append([]string{"--mqtt", gwMQTT, "--mqtt-ws", "", "--http", gwHTTP, "--data", gwData, "--issuer", issuer,
 		"--jwks", "http://" + cloudProxy.addr + "/.well-known/jwks.json",
 		"--revocations-url", "http://" + cloudProxy.addr + "/api/v1/revocations",

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -17,7 +16,9 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"trackgate/broker"
+	"trackgate/broker/brokertest"
 	"trackgate/gateway/spool"
+	"trackgate/internal/testenv"
 )
 
 // staticToken is an uplink token source for brokers that accept everyone:
@@ -27,34 +28,23 @@ func staticToken(context.Context, bool) (string, error) {
 	return "e30." + base64.RawURLEncoding.EncodeToString(body) + ".c2ln", nil
 }
 
-// upstreamBroker runs an allow-all broker on addr that records, through its
-// tap, every message it accepts; stop ends it.
+// upstreamBroker is an allow-all broker on a fixed address that records,
+// through its tap, every message it accepts.
 type upstreamBroker struct {
-	mu   sync.Mutex
-	got  map[string]int // messages by topic
-	stop func()
+	*brokertest.Broker
+	mu  sync.Mutex
+	got map[string]int // messages by topic
 }
 
 func startUpstream(t *testing.T, addr string) *upstreamBroker {
 	t.Helper()
 	u := &upstreamBroker{got: map[string]int{}}
-	b, err := broker.New(broker.Config{TCP: addr, InsecureAllowAll: true, ConnRate: -1, Logger: quiet,
-		Tap: func(topic string, _ []byte, _ bool) error {
-			u.mu.Lock()
-			u.got[topic]++
-			u.mu.Unlock()
-			return nil
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	<-b.Ready()
-	var once sync.Once
-	u.stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(u.stop)
+	u.Broker = brokertest.Start(t, broker.Config{TCP: addr, Tap: func(topic string, _ []byte, _ bool) error {
+		u.mu.Lock()
+		u.got[topic]++
+		u.mu.Unlock()
+		return nil
+	}})
 	return u
 }
 
@@ -81,23 +71,13 @@ func metricValue(t *testing.T, base, series string) float64 {
 	return v
 }
 
-func loopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestUplinkQueueLimit: with the upstream broker away, a queue limited to
 // 64 KiB follows its policy, visible in /metrics; a phone's positions that
 // it kept reach the upstream broker once it is back.
 func TestUplinkQueueLimit(t *testing.T) {
 	for _, policy := range []spool.FullPolicy{spool.DropOldest, spool.DropNew} {
 		t.Run(policy.String(), func(t *testing.T) {
-			addr := loopbackAddr(t)
+			addr := testenv.FreeAddr(t)
 			const limit = 64 << 10
 			g := startGateway(t, Config{Uplink: Uplink{URL: "mqtt://" + addr, Token: staticToken,
 				Queue: spool.Config{Dir: t.TempDir(), MaxBytes: limit, Full: policy, Sync: spool.SyncNever}}})
@@ -108,8 +88,9 @@ func TestUplinkQueueLimit(t *testing.T) {
 			defer c.Disconnect(100)
 			const sent = 1000 // about 100 bytes each on disk: past the limit
 			base := time.Now().Add(-time.Hour).UTC()
-			refused := 0
+			refused, attempted := 0, 0
 			for i := range sent {
+				attempted++
 				p := fmt.Sprintf(`{"time":%q,"lat":52.1,"lon":4.3}`, base.Add(time.Duration(i)*time.Second).Format(time.RFC3339))
 				tok := c.Publish("devices/phone/positions", 1, false, p)
 				if !tok.WaitTimeout(200 * time.Millisecond) { // refused: no PUBACK on MQTT 3.1.1
@@ -122,7 +103,7 @@ func TestUplinkQueueLimit(t *testing.T) {
 			dropped := metricValue(t, g.http, "trackgate_uplink_queue_dropped_total"+policyLabel)
 			queued := metricValue(t, g.http, "trackgate_uplink_queue_items")
 			size := metricValue(t, g.http, "trackgate_uplink_queue_bytes")
-			if dropped == 0 || size > limit || int(queued+dropped) < sent {
+			if dropped == 0 || size > limit || int(queued+dropped) < attempted {
 				t.Fatalf("queue at its limit: %v dropped, %v queued, %v bytes (limit %d)", dropped, queued, size, limit)
 			}
 			if policy == spool.DropNew && refused == 0 {

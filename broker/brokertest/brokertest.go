@@ -24,12 +24,14 @@ func (b *Broker) Stop() { b.stop() }
 
 // Start runs a broker with TCP and WebSocket listeners on free loopback
 // ports, and returns once it accepts connections (and, when it verifies
-// tokens from cfg.Auth, once it has the issuer's keys). cfg's listener addresses are set here; with neither a Verifier nor an
+// tokens from cfg.Auth, once it has the issuer's keys). Unless cfg.TCP is set, the listener addresses are chosen here; with neither a Verifier nor an
 // Auth issuer the broker allows everyone, and the connection rate limit is off
 // unless cfg sets one. It is stopped when the test ends.
 func Start(t testing.TB, cfg broker.Config) *Broker {
 	t.Helper()
-	cfg.TCP, cfg.WebSocket = "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.TCP == "" { // a broker that comes back gives its own, fixed address
+		cfg.TCP, cfg.WebSocket = "127.0.0.1:0", "127.0.0.1:0"
+	}
 	if cfg.Verifier == nil && cfg.Auth.Issuer == "" {
 		cfg.InsecureAllowAll = true
 	}
@@ -69,7 +71,9 @@ func Start(t testing.TB, cfg broker.Config) *Broker {
 	tb := &Broker{
 		Broker: b,
 		TCPURL: "tcp://" + b.Addr(broker.ListenerTCP).String(),
-		WSURL:  "ws://" + b.Addr(broker.ListenerWebSocket).String() + "/mqtt",
+	}
+	if ws := b.Addr(broker.ListenerWebSocket); ws != nil {
+		tb.WSURL = "ws://" + ws.String() + "/mqtt"
 	}
 	tb.stop = func() {
 		if stopped {

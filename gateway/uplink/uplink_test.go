@@ -6,14 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"trackgate/broker"
+	"trackgate/broker/brokertest"
 	"trackgate/gateway/spool"
 	"trackgate/internal/position"
+	"trackgate/internal/testenv"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -46,43 +47,10 @@ func (r *received) tap(t string, payload []byte, _ bool) error {
 	return nil
 }
 
-// upstream runs an allow-all broker on addr whose tap records into rec,
-// until the returned function is called.
-func upstream(t *testing.T, addr string, rec *received) (stop func()) {
+// upstream runs an allow-all broker on addr whose tap records into rec.
+func upstream(t *testing.T, addr string, rec *received) *brokertest.Broker {
 	t.Helper()
-	b, err := broker.New(broker.Config{TCP: addr, InsecureAllowAll: true, ConnRate: -1, Logger: quiet, Tap: rec.tap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	select {
-	case <-b.Ready():
-	case err := <-done:
-		t.Fatalf("upstream broker: %v", err)
-	}
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("upstream broker: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return brokertest.Start(t, broker.Config{TCP: addr, Tap: rec.tap})
 }
 
 func positionJSON(tm time.Time, i int) []byte {
@@ -124,9 +92,9 @@ func TestForwardThroughOutage(t *testing.T) {
 	}
 	appendN(0, backlog)
 
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	rec := &received{byDevice: map[string][]time.Time{}}
-	stop := upstream(t, addr, rec)
+	up := upstream(t, addr, rec)
 	f, err := New(Config{URL: "mqtt://" + addr, Spool: q, Dir: dir, Logger: quiet,
 		Token: func(context.Context, bool) (string, error) { return fakeJWT("usr:ann", time.Now().Add(time.Hour)), nil }})
 	if err != nil {
@@ -148,7 +116,7 @@ func TestForwardThroughOutage(t *testing.T) {
 	}
 
 	// Live positions while the upstream broker goes away and comes back.
-	stop()
+	up.Stop()
 	appendN(backlog, 500)
 	waitFor(t, "the forwarder to notice", 30*time.Second, func() bool { return f.Status().State != StateConnected })
 	if st := q.Stats(); st.Items != devices*500 {
