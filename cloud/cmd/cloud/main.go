@@ -13,6 +13,7 @@ import (
 	"trackgate/cloud"
 	"trackgate/internal/config"
 	"trackgate/internal/logx"
+	"trackgate/internal/server"
 )
 
 func main() { config.Main(run) }
@@ -61,11 +62,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg cloud.Config
 	cfg.RegisterFlags(fs)
+	pprofAddr := fs.String("pprof", "", "serve Go's profiles (/debug/pprof/) on this loopback `address`, e.g. 127.0.0.1:6061; empty: off")
 	log, err := logx.Parse(fs, "cloud serve [flags]", args, stderr)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = log
+	if *pprofAddr != "" {
+		if _, err := server.ServeDebug(ctx, *pprofAddr, log); err != nil {
+			return err
+		}
+	}
 	c, err := cloud.New(cfg)
 	if err != nil {
 		return config.Usagef("%v", err)

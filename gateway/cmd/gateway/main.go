@@ -18,6 +18,7 @@ import (
 	"trackgate/hw/receiver"
 	"trackgate/internal/config"
 	"trackgate/internal/logx"
+	"trackgate/internal/server"
 )
 
 func main() { config.Main(run) }
@@ -72,9 +73,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		up.Queue.Sync = d
 		return err
 	})
+	pprofAddr := fs.String("pprof", "", "serve Go's profiles (/debug/pprof/) on this loopback `address`, e.g. 127.0.0.1:6060; empty: off")
 	log, err := logx.Parse(fs, "gateway [flags]\n       gateway enroll --cloud URL [flags]", args, stderr)
 	if err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		if _, err := server.ServeDebug(ctx, *pprofAddr, log); err != nil {
+			return err
+		}
 	}
 	if *sourcesFile != "" {
 		specs, err := readSources(*sourcesFile)

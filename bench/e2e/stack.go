@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"trackgate/cloud"
+	"trackgate/cloud/auth"
+)
+
+// freePort returns a loopback address with a port free now.
+func freePort() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitHTTP waits until url answers 2xx, or p exits, or timeout.
+func waitHTTP(ctx context.Context, p *proc, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.logTail())
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	name := url
+	if p != nil {
+		name = p.name + " (" + url + ")"
+	}
+	return fmt.Errorf("%s not ready after %v", name, timeout)
+}
+
+// startInfluxd starts influxd with its data in dir, its HTTP API (with
+// pprof) on a free loopback port.
+func startInfluxd(ctx context.Context, bin, dir string) (*proc, string, error) {
+	httpAddr, rpcAddr := freePort(), freePort()
+	conf := fmt.Sprintf(`reporting-disabled = true
+bind-address = %q
+[meta]
+  dir = %q
+  logging-enabled = false
+[data]
+  dir = %q
+  wal-dir = %q
+  query-log-enabled = false
+[http]
+  enabled = true
+  bind-address = %q
+  auth-enabled = false
+  log-enabled = false
+  flux-enabled = false
+  pprof-enabled = true
+[monitor]
+  store-enabled = false
+[subscriber]
+  enabled = false
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "warn"
+  suppress-logo = true
+`, rpcAddr, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpAddr)
+	path := filepath.Join(dir, "influxdb.conf")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, "", err
+	}
+	p, err := startProc(filepath.Dir(dir), "influxd", bin, "run", "-config", path)
+	if err != nil {
+		return nil, "", err
+	}
+	u := "http://" + httpAddr
+	if err := waitHTTP(ctx, p, u+"/ping", time.Minute); err != nil {
+		p.stop()
+		return nil, "", err
+	}
+	return p, u, nil
+}
+
+// provision makes the cloud's data directory: a user "bench" owning n
+// devices PREFIX-00000..., each with its device token, written as
+// "DEVICE TOKEN" lines to the returned file (mode 0600).
+func provision(ctx context.Context, dataDir, issuer, prefix string, n int) (string, error) {
+	a, st, err := cloud.OpenAuth(ctx, dataDir, auth.Config{Issuer: issuer, DeviceTokenTTL: 24 * time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return "", fmt.Errorf("provision: %w", err)
+	}
+	defer st.Close()
+	if err := a.AddUser(ctx, "bench", "bench-password-not-used"); err != nil {
+		return "", fmt.Errorf("provision: %w", err)
+	}
+	var b strings.Builder
+	for i := range n {
+		id := fmt.Sprintf("%s-%05d", prefix, i)
+		tok, err := a.AddDevice(ctx, "bench", id, "", nil)
+		if err != nil {
+			return "", fmt.Errorf("provision %s: %w", id, err)
+		}
+		fmt.Fprintf(&b, "%s %s\n", id, tok)
+	}
+	path := filepath.Join(filepath.Dir(dataDir), "tokens")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// stack is trackgate under test: influxd, the cloud and the gateway.
+type stack struct {
+	influxd, cloud, gateway *proc
+	influxURL               string
+	mqtt                    string // the gateway's broker, tcp://...
+	cloudPprof, gwPprof     string // pprof base URLs
+	tokens                  string // the devices' tokens file
+	ptyDir                  string // where the receivers' links go
+}
+
+// startStack starts influxd (when influxURL is empty), provisions devices,
+// and starts the cloud and the gateway (with receivers sources rx-NN on
+// ptyDir/gpsN).
+func startStack(ctx context.Context, o options, dir string) (*stack, error) {
+	s := &stack{influxURL: o.influxURL, ptyDir: filepath.Join(dir, "pty")}
+	if s.influxURL == "" {
+		p, u, err := startInfluxd(ctx, o.influxd, filepath.Join(dir, "influxdb"))
+		if err != nil {
+			return nil, err
+		}
+		s.influxd, s.influxURL = p, u
+	}
+	inf := newInflux(s.influxURL)
+	for _, db := range []string{dbOurs, dbTelegraf, dbCeiling} {
+		if err := inf.createDB(ctx, db); err != nil {
+			s.stop()
+			return nil, err
+		}
+	}
+	httpAddr := freePort()
+	issuer := "http://" + httpAddr
+	t0 := time.Now()
+	tokens, err := provision(ctx, filepath.Join(dir, "cloud"), issuer, phonePrefix, o.devices())
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.tokens = tokens
+	logf("provisioned %d devices with their tokens in %.1f s", o.devices(), time.Since(t0).Seconds())
+
+	mqttAddr, gwHTTP := freePort(), freePort()
+	s.mqtt = "tcp://" + mqttAddr
+	cloudPprof, gwPprof := freePort(), freePort()
+	s.cloudPprof, s.gwPprof = "http://"+cloudPprof, "http://"+gwPprof
+	s.cloud, err = startProc(dir, "cloud", filepath.Join(o.bin, "cloud"), "serve", "--http", httpAddr, "--issuer", issuer,
+		"--data", filepath.Join(dir, "cloud"), "--mqtt", s.mqtt, "--influx-url", s.influxURL, "--influx-bucket", dbOurs,
+		"--pprof", cloudPprof, "--log-level", "warn")
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	if err := waitHTTP(ctx, s.cloud, issuer+"/healthz", time.Minute); err != nil {
+		s.stop()
+		return nil, err
+	}
+	var sources strings.Builder
+	for i := range o.receivers {
+		fmt.Fprintf(&sources, "serial:%s=%s-%02d\n", filepath.Join(s.ptyDir, fmt.Sprintf("gps%d", i)), receiverPrefix, i)
+	}
+	sourcesFile := filepath.Join(dir, "sources")
+	if err := os.WriteFile(sourcesFile, []byte(sources.String()), 0o644); err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.gateway, err = startProc(dir, "gateway", filepath.Join(o.bin, "gateway"), "--mqtt", mqttAddr, "--mqtt-ws", "",
+		"--issuer", issuer, "--data", filepath.Join(dir, "gateway"), "--http", gwHTTP, "--mqtt-conn-rate", "-1",
+		"--sources", sourcesFile, "--pprof", gwPprof, "--log-level", "warn")
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	if err := waitHTTP(ctx, s.gateway, "http://"+gwHTTP+"/healthz", time.Minute); err != nil {
+		s.stop()
+		return nil, err
+	}
+	if err := waitHTTP(ctx, s.cloud, issuer+"/readyz", time.Minute); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *stack) procs() []*proc { return []*proc{s.gateway, s.cloud, s.influxd} }
+
+// stop stops the gateway, the cloud and influxd, in that order.
+func (s *stack) stop() {
+	s.gateway.stop()
+	s.cloud.stop()
+	s.influxd.stop()
+}
