@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	pebbledb "github.com/cockroachdb/pebble"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
@@ -61,11 +62,14 @@ type Config struct {
 	// for experiments only, and the broker says so loudly when it starts.
 	InsecureAllowAll bool
 	// MaxInflight is how many QoS 1 and 2 messages the broker holds per client
-	// while they wait for an acknowledgement; default and maximum 65535. A
-	// durable subscriber (the ingest bridge) is never let fall behind by
+	// while they wait for an acknowledgement; default 16384, at most 65535.
+	// A durable subscriber (the ingest bridge) is never let fall behind by
 	// more than half of it, or of the 8192-message write queue: publishers
 	// are held back instead. Any other subscriber that falls further behind
-	// loses what overflows, counted.
+	// loses what overflows, counted. Half the default keeps the ingest
+	// bridge's batches full at 100,000 positions/s; a larger window only
+	// queues more (latency), and costs memory and store writes, as every
+	// message in flight is persisted.
 	MaxInflight uint16
 	// MaxPacketSize is the largest MQTT packet accepted, in bytes; a client
 	// sending a larger one is disconnected. Default 1 MiB: far above the
@@ -165,7 +169,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, errors.New("broker: the TLS listener needs a certificate and a key (--tls-cert, --tls-key), and they need a TLS listener (--mqtt-tls)")
 	}
 	if cfg.MaxInflight == 0 {
-		cfg.MaxInflight = 65535
+		cfg.MaxInflight = 16384
 	}
 	if cfg.MaxPacketSize == 0 {
 		cfg.MaxPacketSize = 1 << 20
@@ -270,7 +274,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		if b.cfg.PersistSync {
 			mode = pebble.Sync
 		}
-		if err := srv.AddHook(new(pebble.Hook), &pebble.Options{Path: dir, Mode: mode}); err != nil {
+		if err := srv.AddHook(new(pebble.Hook), &pebble.Options{Path: dir, Mode: mode, Options: storeOptions()}); err != nil {
 			return fmt.Errorf("broker: open store %s: %w", dir, err)
 		}
 	}
@@ -376,6 +380,21 @@ func (b *Broker) disconnectAll(srv *mqtt.Server, closeListeners func()) {
 	}
 }
 
+// storeOptions tune the Pebble store of the sessions for what it mostly
+// holds: QoS 1 messages in flight to the ingest bridge, each written when
+// sent and deleted when acknowledged a fraction of a second later. A
+// memtable large enough to hold seconds of them lets a set and its delete
+// meet in memory, so flushes write little more than tombstones and
+// compactions have little to do (with Pebble's 4 MB default, a busy broker
+// flushed and compacted several times a second: a quarter of its CPU);
+// the values are JSON and short-lived, not worth compressing.
+func storeOptions() *pebbledb.Options {
+	return &pebbledb.Options{
+		MemTableSize: 32 << 20,
+		Levels:       []pebbledb.LevelOptions{{Compression: pebbledb.NoCompression}},
+	}
+}
+
 // writesPending is how many messages may wait to be written to one client;
 // one more is dropped. The flow control keeps a durable subscriber's
 // backlog at half of it.
@@ -436,7 +455,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.MaxPacketSize = uint32(n)
 		return nil
 	})
-	fs.Func("mqtt-max-inflight", "QoS 1 messages held per client awaiting acknowledgement, `n` up to 65535 (default 65535)", func(v string) error {
+	fs.Func("mqtt-max-inflight", "QoS 1 messages held per client awaiting acknowledgement, `n` up to 65535 (default 16384)", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 16)
 		if err != nil {
 			return err

@@ -305,7 +305,11 @@ func (s *Store) InTrackTx(ctx context.Context, f func(*TrackTx) error) error {
 
 // Device returns the device with id, or ErrNotFound.
 func (t *TrackTx) Device(id string) (*Device, error) {
-	d, err := scanDevice(t.tx.QueryRowContext(t.ctx, `SELECT `+deviceColumns+` WHERE d.id = ?`, id))
+	st, err := t.s.txStmt(t.ctx, t.tx, `SELECT `+deviceColumns+` WHERE d.id = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("device %q: %w", id, err)
+	}
+	d, err := scanDevice(st.QueryRowContext(t.ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("device %q: %w", id, ErrNotFound)
 	}
@@ -320,10 +324,18 @@ func (t *TrackTx) Device(id string) (*Device, error) {
 // instants from from to to: those recording, those whose span reaches from
 // or later and starts at to or earlier, and the device's newest track.
 func (t *TrackTx) Around(d *Device, from, to time.Time) ([]*Track, error) {
-	return t.s.tracks(t.ctx, t.tx, `SELECT `+trackColumns+` WHERE device_id = ? AND owner_id = ? AND (stopped_ns IS NULL
+	st, err := t.s.txStmt(t.ctx, t.tx, `SELECT `+trackColumns+` WHERE device_id = ? AND owner_id = ? AND (stopped_ns IS NULL
 		OR (stopped_ns >= ? AND started_ns <= ?)
 		OR id = (SELECT id FROM tracks WHERE device_id = ? AND owner_id = ? ORDER BY started_ns DESC LIMIT 1))
-		ORDER BY started_ns`, d.ID, d.OwnerID, from.UnixNano(), to.UnixNano(), d.ID, d.OwnerID)
+		ORDER BY started_ns`)
+	if err != nil {
+		return nil, fmt.Errorf("tracks: %w", err)
+	}
+	out, err := collect(scanTrack)(st.QueryContext(t.ctx, d.ID, d.OwnerID, from.UnixNano(), to.UnixNano(), d.ID, d.OwnerID))
+	if err != nil {
+		return nil, fmt.Errorf("tracks: %w", err)
+	}
+	return out, nil
 }
 
 // Save stores a track as Store.SaveTrack does.
@@ -332,9 +344,11 @@ func (t *TrackTx) Save(tr *Track) error { return saveTrack(t.ctx, t.tx, tr) }
 // SetLast records the newest position of device (fix time at, JSON pos)
 // unless a newer one is recorded. Devices not registered are ignored.
 func (t *TrackTx) SetLast(device string, at time.Time, pos []byte) error {
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO device_state (device_id, last_ns, position) SELECT id, ?, ? FROM devices WHERE id = ?
-		ON CONFLICT (device_id) DO UPDATE SET last_ns = excluded.last_ns, position = excluded.position WHERE excluded.last_ns >= device_state.last_ns`,
-		at.UnixNano(), string(pos), device)
+	st, err := t.s.txStmt(t.ctx, t.tx, `INSERT INTO device_state (device_id, last_ns, position) SELECT id, ?, ? FROM devices WHERE id = ?
+		ON CONFLICT (device_id) DO UPDATE SET last_ns = excluded.last_ns, position = excluded.position WHERE excluded.last_ns >= device_state.last_ns`)
+	if err == nil {
+		_, err = st.ExecContext(t.ctx, at.UnixNano(), string(pos), device)
+	}
 	if err != nil {
 		return fmt.Errorf("last position of %q: %w", device, err)
 	}

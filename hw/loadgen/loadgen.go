@@ -328,8 +328,23 @@ func (r *run) publish(ctx context.Context, i int, c paho.Client) {
 	dev := r.cfg.Phones[i]
 	tp := topic.Device(dev.ID, topic.Positions)
 	route := phonesim.Route{Lat: 52 + float64(i%97)*0.01, Lon: 4 + float64(i/97%97)*0.01, Radius: 300 + float64(i%7)*50, Speed: 8, Alt: 3}
-	window := make(chan struct{}, r.cfg.Inflight)
-	var pending sync.WaitGroup
+	// PUBACKs come back in order: one goroutine waits for them in turn,
+	// and the window of unacknowledged messages is its queue.
+	window := make(chan sent, r.cfg.Inflight)
+	acks := make(chan struct{})
+	go func() {
+		defer close(acks)
+		for m := range window {
+			if m.tok.WaitTimeout(ackTimeout) && m.tok.Error() == nil {
+				r.messages.Add(1)
+				r.positions.Add(int64(r.cfg.Batch))
+				r.span(m.at, time.Now(), m.first, m.last)
+				continue
+			}
+			r.unacked.Add(int64(r.cfg.Batch))
+		}
+	}()
+	defer func() { close(window); <-acks }()
 	var period time.Duration
 	if r.cfg.Rate > 0 {
 		period = time.Duration(float64(time.Second) * float64(len(r.cfg.Phones)*r.cfg.Batch) / r.cfg.Rate)
@@ -340,33 +355,23 @@ func (r *run) publish(ctx context.Context, i int, c paho.Client) {
 	if period > 0 {
 		next = start.Add(period * time.Duration(i) / time.Duration(len(r.cfg.Phones)))
 	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	var last time.Time
 	buf := make([]byte, 0, 256*r.cfg.Batch)
-	for n := 0; ; n++ {
+	for ctx.Err() == nil {
 		if period > 0 {
-			wait := time.Until(next)
-			if wait > 0 {
-				t := time.NewTimer(wait)
+			if wait := time.Until(next); wait > 0 {
+				timer.Reset(wait)
 				select {
 				case <-ctx.Done():
-					t.Stop()
-				case <-t.C:
+					return
+				case <-timer.C:
 				}
 			} else if -wait > period {
 				r.late.Add(1)
 			}
 			next = next.Add(period)
-		}
-		select {
-		case <-ctx.Done():
-			pending.Wait()
-			return
-		case window <- struct{}{}:
-		}
-		if ctx.Err() != nil {
-			<-window
-			pending.Wait()
-			return
 		}
 		now := time.Now().UTC().Truncate(time.Millisecond)
 		first := now.Add(-time.Duration(r.cfg.Batch-1) * time.Millisecond)
@@ -390,22 +395,23 @@ func (r *run) publish(ctx context.Context, i int, c paho.Client) {
 			buf = append(buf, ']')
 		}
 		last = t
-		sent := time.Now()
+		m := sent{at: time.Now(), first: first, last: t}
 		// paho keeps the payload until it is written: give it its own copy.
-		tok := c.Publish(tp, 1, false, append([]byte(nil), buf...))
-		pending.Add(1)
-		go func(first, last time.Time) {
-			defer pending.Done()
-			defer func() { <-window }()
-			if tok.WaitTimeout(ackTimeout) && tok.Error() == nil {
-				r.messages.Add(1)
-				r.positions.Add(int64(r.cfg.Batch))
-				r.span(sent, time.Now(), first, last)
-				return
-			}
-			r.unacked.Add(int64(r.cfg.Batch))
-		}(first, t)
+		m.tok = c.Publish(tp, 1, false, append([]byte(nil), buf...))
+		select {
+		case window <- m: // blocks while Inflight messages are unacknowledged
+		case <-ctx.Done():
+			window <- m // the last one is still waited for
+			return
+		}
 	}
+}
+
+// sent is a message published and not yet acknowledged.
+type sent struct {
+	tok         paho.Token
+	at          time.Time
+	first, last time.Time
 }
 
 // startReceivers starts the simulated receivers; the channel is closed once
