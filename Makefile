@@ -5,14 +5,14 @@ TOOLS := $(CURDIR)/.tools/bin
 BIN := $(CURDIR)/bin
 export PATH := $(TOOLS):$(PATH)
 
-CMDS := ./broker/cmd/... ./gateway/cmd/... ./cloud/cmd/... ./hw/cmd/... ./firmware-bridge/cmd/...
+CMDS := ./broker/cmd/... ./gateway/cmd/... ./cloud/cmd/... ./hw/cmd/... ./firmware-bridge/cmd/... ./bench/cmd/...
 FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build web tools bench lint fuzz clean
+.PHONY: help run test build web tools bench bench-e2e lint fuzz clean
 
 help: ## show the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: build tools ## bring the whole stack up (influxd, gateway, cloud, a demo device); Ctrl-C stops it
 	@scripts/run.sh
@@ -30,7 +30,7 @@ web: ## bundle the website (npm packages pinned in cloud/web/package-lock.json, 
 tools: ## install the pinned influxd and staticcheck into .tools/bin, and the Debian packages tests use (idempotent)
 	@scripts/tools.sh
 
-bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, broker connections and QoS 1 throughput, ingest and end-to-end throughput, track listing and export, imports, 10,000 GT06 trackers through the firmware-bridge, the uplink queue and its drain after a 10-minute outage
+bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency, broker connections and QoS 1 throughput, ingest and end-to-end throughput, track listing and export, imports, 10,000 GT06 trackers through the firmware-bridge, the uplink queue and its drain after a 10-minute outage; then bench-e2e
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v -e /cloud$$ -e /cloud/ingest$$ -e /gateway$$ -e /hw/receiver$$ -e /broker/cmd/broker$$)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 ./broker/cmd/broker 2>/dev/null
 	$(GO) test -run '^$$' -bench Pipeline -benchmem -benchtime 3s -cpu 1 -count=1 ./hw/receiver
@@ -43,6 +43,12 @@ bench: tools ## run the benchmarks: decode+validate, NMEA pipeline, fix latency,
 	$(GO) test -run '^$$' -bench ImportGPX100k -benchtime 5x -count=1 ./cloud
 	$(GO) test -run '^$$' -bench FirmwareBridgeGT06 -benchtime 1x -count=1 -timeout 20m ./cloud
 	$(GO) test -run '^$$' -bench UplinkDrain -benchtime 1x -count=1 ./cloud
+	@$(MAKE) --no-print-directory bench-e2e
+
+BENCH_E2E_FLAGS ?=
+bench-e2e: build tools ## the end-to-end harness: influxd + cloud + gateway under loadgen beside mosquitto + Telegraf, one table (bench/BENCHMARKS.md; BENCH_E2E_FLAGS=--runs 1 ...)
+	@scripts/bench-tools.sh
+	$(BIN)/bench-e2e --bin $(BIN) $(BENCH_E2E_FLAGS)
 
 lint: tools ## gofmt, go vet, staticcheck, and go.mod tidiness
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -303,20 +304,26 @@ func (s *Store) InTrackTx(ctx context.Context, f func(*TrackTx) error) error {
 	return s.tx(ctx, func(tx *sql.Tx) error { return f(&TrackTx{ctx: ctx, tx: tx, s: s}) })
 }
 
-// Device returns the device with id, or ErrNotFound.
-func (t *TrackTx) Device(id string) (*Device, error) {
-	st, err := t.s.txStmt(t.ctx, t.tx, `SELECT `+deviceColumns+` WHERE d.id = ?`)
-	if err != nil {
-		return nil, fmt.Errorf("device %q: %w", id, err)
+// Devices returns the registered devices among ids, by id (an id not
+// registered is absent): one query for a batch of devices, in chunks of
+// 500 ids.
+func (t *TrackTx) Devices(ids []string) (map[string]*Device, error) {
+	out := make(map[string]*Device, len(ids))
+	for chunk := range slices.Chunk(ids, 500) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		q := `SELECT ` + deviceColumns + ` WHERE d.id IN (?` + strings.Repeat(`, ?`, len(chunk)-1) + `)`
+		ds, err := collect(scanDevice)(t.tx.QueryContext(t.ctx, q, args...))
+		if err != nil {
+			return nil, fmt.Errorf("devices: %w", err)
+		}
+		for _, d := range ds {
+			out[d.ID] = d
+		}
 	}
-	d, err := scanDevice(st.QueryRowContext(t.ctx, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("device %q: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("device %q: %w", id, err)
-	}
-	return d, nil
+	return out, nil
 }
 
 // Around returns, by start, the tracks of device d (of its owner: an id

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -450,14 +451,15 @@ func (s *Service) Record(ctx context.Context, batch []ingest.Stored) {
 	var events []Event
 	err := s.st.InTrackTx(ctx, func(tx *store.TrackTx) error {
 		events = events[:0]
+		devices, err := tx.Devices(slices.Collect(maps.Keys(byDevice)))
+		if err != nil {
+			return err
+		}
 		for device, ps := range byDevice {
 			slices.SortStableFunc(ps, func(a, b position.Position) int { return a.Time.Compare(b.Time) })
-			d, err := tx.Device(device)
-			if errors.Is(err, store.ErrNotFound) {
+			d := devices[device]
+			if d == nil {
 				continue // not registered (a receiver of a gateway without the cloud's registration)
-			}
-			if err != nil {
-				return err
 			}
 			if err := s.record(tx, d, ps); err != nil {
 				return err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -146,13 +147,15 @@ func startLatency(inf *influx, db, meas, devices string, window, interval time.D
 
 func (l *latency) run(ctx context.Context) {
 	prev := time.Now()
-	t := time.NewTicker(l.interval)
-	defer t.Stop()
 	for {
+		// Polls at jittered intervals (0.5 to 1.5 of interval): at a fixed
+		// one they would lock in phase with periodic sources (receivers'
+		// epochs, the ingest's batch timer) and see every position at the
+		// same point of its interval.
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(l.interval/2 + rand.N(l.interval)):
 		}
 		at := time.Now()
 		q := fmt.Sprintf("SELECT count(lat) FROM %s WHERE %s GROUP BY time(%s) fill(none)",

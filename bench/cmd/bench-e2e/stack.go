@@ -135,6 +135,10 @@ type stack struct {
 	influxURL               string
 	mqtt                    string // the gateway's broker, tcp://...
 	cloudPprof, gwPprof     string // pprof base URLs
+	gwMetrics               string // the gateway's /metrics
+	gwArgv                  []string
+	dir                     string
+	issuer                  string
 	tokens                  string // the devices' tokens file
 	ptyDir                  string // where the receivers' links go
 }
@@ -193,22 +197,36 @@ func startStack(ctx context.Context, o options, dir string) (*stack, error) {
 		s.stop()
 		return nil, err
 	}
-	s.gateway, err = startProc(dir, "gateway", filepath.Join(o.bin, "gateway"), "--mqtt", mqttAddr, "--mqtt-ws", "",
+	s.gwMetrics = "http://" + gwHTTP + "/metrics"
+	s.gwArgv = []string{filepath.Join(o.bin, "gateway"), "--mqtt", mqttAddr, "--mqtt-ws", "",
 		"--issuer", issuer, "--data", filepath.Join(dir, "gateway"), "--http", gwHTTP, "--mqtt-conn-rate", "-1",
-		"--sources", sourcesFile, "--pprof", gwPprof, "--log-level", "warn")
-	if err != nil {
-		s.stop()
-		return nil, err
-	}
-	if err := waitHTTP(ctx, s.gateway, "http://"+gwHTTP+"/healthz", time.Minute); err != nil {
-		s.stop()
-		return nil, err
-	}
-	if err := waitHTTP(ctx, s.cloud, issuer+"/readyz", time.Minute); err != nil {
+		"--sources", sourcesFile, "--pprof", gwPprof, "--log-level", "warn"}
+	s.dir, s.issuer = dir, issuer
+	if err := s.startGateway(ctx); err != nil {
 		s.stop()
 		return nil, err
 	}
 	return s, nil
+}
+
+// startGateway starts the gateway and waits until it serves and the
+// cloud's ingest bridge is connected to it.
+func (s *stack) startGateway(ctx context.Context) error {
+	var err error
+	if s.gateway, err = startProc(s.dir, "gateway", s.gwArgv...); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, s.gateway, strings.TrimSuffix(s.gwMetrics, "/metrics")+"/healthz", time.Minute); err != nil {
+		return err
+	}
+	return waitHTTP(ctx, s.cloud, s.issuer+"/readyz", time.Minute)
+}
+
+// restartGateway stops the gateway and starts it again, so that a
+// measurement of its memory starts from a fresh process.
+func (s *stack) restartGateway(ctx context.Context) error {
+	s.gateway.stop()
+	return s.startGateway(ctx)
 }
 
 func (s *stack) procs() []*proc { return []*proc{s.gateway, s.cloud, s.influxd} }

@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.idle, "idle", 10000, "idle authenticated connections of scenario c")
 	fs.IntVar(&o.receivers, "receivers", 50, "serial receivers of scenario d")
 	fs.Float64Var(&o.receiverRate, "receiver-rate", 10, "receiver epochs per second")
-	fs.IntVar(&o.batch, "batch", 1, "positions per message")
+	fs.IntVar(&o.batch, "batch", 10, "positions per message (a JSON array) in scenarios a, b and c and the baseline")
 	fs.IntVar(&o.inflight, "inflight", 20, "unacknowledged messages per phone when publishing as fast as acknowledged")
 	fs.Float64Var(&o.latencyRate, "latency-rate", 20000, "positions per second of scenario b")
 	if err := fs.Parse(args); err != nil {
@@ -223,6 +223,12 @@ func sustained(ctx context.Context, o options, s *stack, run int, name string, i
 	var idleRSS float64
 	var before float64
 	if idle > 0 {
+		// From a fresh gateway: what the connections cost, not what the
+		// earlier scenarios left in its heap.
+		if err := s.restartGateway(ctx); err != nil {
+			return r, err
+		}
+		procs = s.procs()
 		u, _ := readUsage(s.gateway.pid())
 		before = float64(u.rss) / 1e6
 	}
@@ -237,6 +243,23 @@ func sustained(ctx context.Context, o options, s *stack, run int, name string, i
 		if ev == "idle-connected" {
 			time.Sleep(2 * time.Second)
 			idleRSS = m.rss("gateway")
+			for k, v := range goMemory(ctx, s.gwMetrics) {
+				r.Notes["gateway_idle_"+k] = v
+			}
+			if run == 1 {
+				path := filepath.Join(o.out, "profiles", "gateway.idle.heap.pprof")
+				if err := fetchProfile(ctx, s.gwPprof+"/debug/pprof/heap", path, 0); err != nil {
+					logf("idle heap profile: %v", err)
+				}
+			}
+		}
+		if ev == "phones-connected" && run == 1 {
+			go func() {
+				path := filepath.Join(o.out, "profiles", "gateway.busy.heap.pprof")
+				if err := fetchProfile(ctx, s.gwPprof+"/debug/pprof/heap", path, o.duration/2); err != nil {
+					logf("busy heap profile: %v", err)
+				}
+			}()
 		}
 	})
 	if profiles != nil {
@@ -276,12 +299,13 @@ func stored(ctx context.Context, influxURL, db, devices string, r Result, lr loa
 }
 
 // fixedRate is scenario b: the phones publish latencyRate positions a
-// second, one per message; the latency of every 50th phone's is followed.
+// second, batch to a message; the latency of every 50th phone's positions
+// is followed.
 func fixedRate(ctx context.Context, o options, s *stack, run int) (Result, error) {
 	r := Result{Scenario: "b", Pipeline: "trackgate", Run: run}
 	inf := newInflux(s.influxURL)
 	lat := startLatency(inf, dbOurs, measurement, sampleRe, 2*time.Second, 50*time.Millisecond)
-	a := loadArgs{broker: s.mqtt, tokens: s.tokens, phones: o.phones, rate: o.latencyRate, batch: 1, inflight: 100, duration: o.duration}
+	a := loadArgs{broker: s.mqtt, tokens: s.tokens, phones: o.phones, rate: o.latencyRate, batch: o.batch, inflight: 100, duration: o.duration}
 	lr, err := runLoad(ctx, o, o.out, fmt.Sprintf("b-%d", run), a, s.procs(), nil)
 	if err != nil {
 		lat.stop(0)
@@ -348,7 +372,8 @@ func telegrafRun(ctx context.Context, o options, s *stack, run int, set baseline
 	if run == 1 && set.name == baselineTuned.name {
 		profiles = make(chan error, 1)
 		go func() {
-			profiles <- fetchProfile(ctx, b.telegrafPprof+"/debug/pprof/profile?seconds=10", filepath.Join(o.out, "profiles", "telegraf.cpu.pprof"), 3*time.Second)
+			profiles <- fetchProfile(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", b.telegrafPprof, profileSeconds(o)),
+				filepath.Join(o.out, "profiles", "telegraf.cpu.pprof"), o.duration/5)
 		}()
 	}
 	lr, err := runLoad(ctx, o, o.out, fmt.Sprintf("telegraf-%s-%d", set.name, run), a, procs, nil)
@@ -367,8 +392,11 @@ func telegrafRun(ctx context.Context, o options, s *stack, run int, set baseline
 	return stored(ctx, s.influxURL, dbTelegraf, `^`+phonePrefix+`-`, r, lr, quiet)
 }
 
-// profile saves 10 s CPU profiles of the gateway, the cloud and influxd
-// (3 s into the load), then their allocation profiles.
+// profileSeconds is how long CPU profiles run: the middle half of a load.
+func profileSeconds(o options) int { return max(1, int(o.duration.Seconds()/2)) }
+
+// profile saves CPU profiles of the gateway, the cloud and influxd over the
+// middle of the load, then their allocation profiles.
 func profile(ctx context.Context, o options, s *stack) error {
 	dir := filepath.Join(o.out, "profiles")
 	targets := map[string]string{"gateway": s.gwPprof, "cloud": s.cloudPprof}
@@ -378,7 +406,7 @@ func profile(ctx context.Context, o options, s *stack) error {
 	errc := make(chan error, len(targets))
 	for name, base := range targets {
 		go func() {
-			err := fetchProfile(ctx, base+"/debug/pprof/profile?seconds=10", filepath.Join(dir, name+".cpu.pprof"), 3*time.Second)
+			err := fetchProfile(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, profileSeconds(o)), filepath.Join(dir, name+".cpu.pprof"), o.duration/5)
 			if err == nil {
 				err = fetchProfile(ctx, base+"/debug/pprof/allocs", filepath.Join(dir, name+".allocs.pprof"), 0)
 			}
@@ -390,6 +418,37 @@ func profile(ctx context.Context, o options, s *stack) error {
 		errs = append(errs, <-errc)
 	}
 	return errors.Join(errs...)
+}
+
+// goMemory reads the Go runtime's memory figures (MB) from a /metrics
+// page: where a process's resident memory goes.
+func goMemory(ctx context.Context, url string) map[string]float64 {
+	out := map[string]float64{}
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return out
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	for line := range strings.Lines(string(b)) {
+		for _, name := range []string{"heap_inuse_bytes", "heap_idle_bytes", "heap_released_bytes", "stack_inuse_bytes", "sys_bytes"} {
+			if v, ok := strings.CutPrefix(line, "go_memstats_"+name+" "); ok {
+				var f float64
+				fmt.Sscan(v, &f)
+				out[strings.TrimSuffix(name, "_bytes")+"_mb"] = f / 1e6
+			}
+		}
+		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			out["goroutines"] = f
+		}
+	}
+	return out
 }
 
 // fetchProfile saves what url answers to path, after delay.
