@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"trackgate/internal/influxconf"
 )
 
 const (
@@ -81,8 +83,8 @@ func StartInflux(t testing.TB) *Influx {
 		logPath:    filepath.Join(dir, "influxd.log"),
 		client:     &http.Client{Timeout: 30 * time.Second},
 	}
-	config := influxConfig(rpcAddr, httpAddr,
-		filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"))
+	config := influxconf.Config{RPCAddr: rpcAddr, HTTPAddr: httpAddr, Flux: true,
+		MetaDir: filepath.Join(dir, "meta"), DataDir: filepath.Join(dir, "data"), WALDir: filepath.Join(dir, "wal")}.String()
 	if err := os.WriteFile(inf.configPath, []byte(config), 0o600); err != nil {
 		t.Fatalf("testenv: write influxd config: %v", err)
 	}
@@ -93,43 +95,6 @@ func StartInflux(t testing.TB) *Influx {
 		t.Fatalf("testenv: create database %q: %v\n%s", influxDatabase, err, inf.logTail())
 	}
 	return inf
-}
-
-// influxConfig renders the influxd 1.8 TOML configuration.
-func influxConfig(rpcAddr, httpAddr, metaDir, dataDir, walDir string) string {
-	return fmt.Sprintf(`reporting-disabled = true
-bind-address = %q
-
-[meta]
-  dir = %q
-  logging-enabled = false
-
-[data]
-  dir = %q
-  wal-dir = %q
-  query-log-enabled = false
-
-[http]
-  enabled = true
-  bind-address = %q
-  auth-enabled = false
-  log-enabled = false
-  flux-enabled = true
-  pprof-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[subscriber]
-  enabled = false
-
-[continuous_queries]
-  enabled = false
-
-[logging]
-  level = "warn"
-  suppress-logo = true
-`, rpcAddr, metaDir, dataDir, walDir, httpAddr)
 }
 
 // Start starts influxd again, on the same ports and with the same data, after

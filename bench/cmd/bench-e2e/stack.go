@@ -13,6 +13,7 @@ import (
 
 	"trackgate/cloud"
 	"trackgate/cloud/auth"
+	"trackgate/internal/influxconf"
 )
 
 // freePort returns a loopback address with a port free now.
@@ -56,32 +57,8 @@ func waitHTTP(ctx context.Context, p *proc, url string, timeout time.Duration) e
 // pprof) on a free loopback port.
 func startInfluxd(ctx context.Context, bin, dir string) (*proc, string, error) {
 	httpAddr, rpcAddr := freePort(), freePort()
-	conf := fmt.Sprintf(`reporting-disabled = true
-bind-address = %q
-[meta]
-  dir = %q
-  logging-enabled = false
-[data]
-  dir = %q
-  wal-dir = %q
-  query-log-enabled = false
-[http]
-  enabled = true
-  bind-address = %q
-  auth-enabled = false
-  log-enabled = false
-  flux-enabled = false
-  pprof-enabled = true
-[monitor]
-  store-enabled = false
-[subscriber]
-  enabled = false
-[continuous_queries]
-  enabled = false
-[logging]
-  level = "warn"
-  suppress-logo = true
-`, rpcAddr, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpAddr)
+	conf := influxconf.Config{RPCAddr: rpcAddr, HTTPAddr: httpAddr, Pprof: true,
+		MetaDir: filepath.Join(dir, "meta"), DataDir: filepath.Join(dir, "data"), WALDir: filepath.Join(dir, "wal")}.String()
 	path := filepath.Join(dir, "influxdb.conf")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", err

@@ -58,3 +58,22 @@ func TestDevices(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDevices feeds arbitrary tokens files to the parser: an error or
+// devices, never a panic.
+func FuzzDevices(f *testing.F) {
+	f.Add("a tA\nb tB\n", 2)
+	f.Add("a\n", 1)
+	f.Add("\n\n\n", 0)
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, content string, n int) {
+		path := filepath.Join(dir, "tokens")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		devs, err := devices(path, "load", n%50)
+		if err == nil && len(devs) != n%50 {
+			t.Fatalf("%d devices, want %d", len(devs), n%50)
+		}
+	})
+}
