@@ -233,10 +233,9 @@ func (b *Broker) Addr(name string) net.Addr {
 // cannot be opened.
 func (b *Broker) Run(ctx context.Context) error {
 	srv := mqtt.New(&mqtt.Options{
-		InlineClient:            true, // Publish
-		ClientNetReadBufferSize: readBuffer,
-		Logger:                  slog.New(mochiHandler{b.log.Handler()}).With("component", "mqtt"),
-		Capabilities:            b.capabilities(),
+		InlineClient: true, // Publish
+		Logger:       slog.New(mochiHandler{b.log.Handler()}).With("component", "mqtt"),
+		Capabilities: b.capabilities(),
 	})
 	if err := srv.AddHook(&limitsHook{min: b.cfg.KeepaliveMin, max: b.cfg.KeepaliveMax}, nil); err != nil {
 		return fmt.Errorf("broker: add limits hook: %w", err)
@@ -403,10 +402,6 @@ func storeOptions() *pebbledb.Options {
 // messages that way under the benchmark's 1,000 phones. Its buffer is
 // allocated per connection but only touched as far as it is used.
 const writesPending = 8192
-
-// readBuffer is the size of each connection's read buffer (Mochi's default
-// is 2 KB); a position message is a few hundred bytes.
-const readBuffer = 1024
 
 // drainTimeout bounds how long a stopping broker waits for connected clients
 // to acknowledge what it sent them.

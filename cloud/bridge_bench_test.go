@@ -1,18 +1,18 @@
 package cloud_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"trackgate/internal/procstat"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -20,26 +20,11 @@ import (
 // procStats reads a process's resident set (bytes) and CPU time used.
 func procStats(tb testing.TB, pid int) (rss int64, cpu time.Duration) {
 	tb.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	u, err := procstat.Read(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			rss = kb << 10
-		}
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	// The fields after the command's closing parenthesis; utime and stime
-	// are the 14th and 15th of the line, in clock ticks (100 a second).
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	return rss, time.Duration(ut+st) * 10 * time.Millisecond
+	return u.RSS, u.CPU
 }
 
 // BenchmarkFirmwareBridgeGT06 measures the firmware-bridge process under

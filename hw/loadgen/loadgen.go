@@ -6,7 +6,7 @@
 // (hw/gpssim) for a gateway to read. It is bounded in connections and time
 // and talks to loopback brokers only.
 //
-// Every position is stamped with the time it is published (milliseconds,
+// Every position is stamped with the time it is published (microseconds,
 // strictly increasing per device), so that whoever reads the store can tell
 // how long it took to become queryable, and (device, time) identifies it.
 package loadgen
@@ -373,10 +373,10 @@ func (r *run) publish(ctx context.Context, i int, c paho.Client) {
 			}
 			next = next.Add(period)
 		}
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		first := now.Add(-time.Duration(r.cfg.Batch-1) * time.Millisecond)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		first := now.Add(-time.Duration(r.cfg.Batch-1) * time.Microsecond)
 		if !first.After(last) {
-			first = last.Add(time.Millisecond)
+			first = last.Add(time.Microsecond)
 		}
 		buf = buf[:0]
 		if r.cfg.Batch > 1 {
@@ -386,9 +386,10 @@ func (r *run) publish(ctx context.Context, i int, c paho.Client) {
 		for k := range r.cfg.Batch {
 			if k > 0 {
 				buf = append(buf, ',')
-				t = t.Add(time.Millisecond)
+				t = t.Add(time.Microsecond)
 			}
 			p := route.At(t.Sub(start), t)
+			p.Time = t // At keeps milliseconds
 			buf = p.AppendJSON(buf)
 		}
 		if r.cfg.Batch > 1 {

@@ -72,6 +72,7 @@ connection_messages true
 	}
 	b := &baseline{mqtt: "tcp://" + addr}
 	var err error
+	release(addr)
 	b.mosquitto, err = startProc(dir, "mosquitto", o.mosquitto, "-c", mpath)
 	if err != nil {
 		return nil, err
@@ -123,6 +124,7 @@ connection_messages true
 		b.stop()
 		return nil, err
 	}
+	release(pprofAddr)
 	b.telegraf, err = startProc(dir, "telegraf", o.telegraf, "--config", tpath, "--pprof-addr", pprofAddr)
 	if err != nil {
 		b.stop()

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"trackgate/internal/procstat"
 )
 
 // Where each pipeline's positions go, and the devices' id prefixes.
@@ -229,8 +231,8 @@ func sustained(ctx context.Context, o options, s *stack, run int, name string, i
 			return r, err
 		}
 		procs = s.procs()
-		u, _ := readUsage(s.gateway.pid())
-		before = float64(u.rss) / 1e6
+		u, _ := procstat.Read(s.gateway.pid())
+		before = float64(u.RSS) / 1e6
 	}
 	a := loadArgs{broker: s.mqtt, tokens: s.tokens, phones: o.phones, idle: idle, batch: o.batch, inflight: o.inflight,
 		duration: o.duration, idleHold: 5 * time.Second}

@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"trackgate/internal/procstat"
 )
 
 // proc is a process the harness started, logging to DIR/NAME.log.
@@ -78,41 +77,6 @@ func (p *proc) logTail() string {
 	return string(b)
 }
 
-// usage is a process's CPU time so far and its resident memory now.
-type usage struct {
-	cpu time.Duration
-	rss int64
-}
-
-// readUsage reads /proc/PID/stat (utime + stime) and /proc/PID/status (VmRSS).
-func readUsage(pid int) (usage, error) {
-	var u usage
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return u, err
-	}
-	// The fields after the command's closing parenthesis; utime and stime
-	// are the 14th and 15th of the line, in clock ticks (100 a second).
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-	if len(fields) < 13 {
-		return u, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
-	}
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	u.cpu = time.Duration(ut+st) * 10 * time.Millisecond
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return u, err
-	}
-	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			u.rss = kb << 10
-		}
-	}
-	return u, nil
-}
-
 // ProcStat is what a process used during a measurement.
 type ProcStat struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
@@ -123,7 +87,7 @@ type ProcStat struct {
 // they used in between and their peak RSS.
 type meter struct {
 	procs  []*proc
-	first  []usage
+	first  []procstat.Usage
 	peak   []int64
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -138,10 +102,10 @@ func startMeter(all ...*proc) *meter {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &meter{procs: procs, first: make([]usage, len(procs)), peak: make([]int64, len(procs)), cancel: cancel}
+	m := &meter{procs: procs, first: make([]procstat.Usage, len(procs)), peak: make([]int64, len(procs)), cancel: cancel}
 	for i, p := range procs {
-		m.first[i], _ = readUsage(p.pid())
-		m.peak[i] = m.first[i].rss
+		m.first[i], _ = procstat.Read(p.pid())
+		m.peak[i] = m.first[i].RSS
 	}
 	m.wg.Go(func() {
 		t := time.NewTicker(100 * time.Millisecond)
@@ -158,17 +122,17 @@ func startMeter(all ...*proc) *meter {
 	return m
 }
 
-func (m *meter) sample() []usage {
-	now := make([]usage, len(m.procs))
+func (m *meter) sample() []procstat.Usage {
+	now := make([]procstat.Usage, len(m.procs))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, p := range m.procs {
-		u, err := readUsage(p.pid())
+		u, err := procstat.Read(p.pid())
 		if err != nil {
 			continue
 		}
 		now[i] = u
-		m.peak[i] = max(m.peak[i], u.rss)
+		m.peak[i] = max(m.peak[i], u.RSS)
 	}
 	return now
 }
@@ -178,7 +142,7 @@ func (m *meter) rss(name string) float64 {
 	now := m.sample()
 	for i, p := range m.procs {
 		if p.name == name {
-			return float64(now[i].rss) / 1e6
+			return float64(now[i].RSS) / 1e6
 		}
 	}
 	return 0
@@ -191,10 +155,10 @@ func (m *meter) stop() map[string]ProcStat {
 	now := m.sample()
 	out := map[string]ProcStat{}
 	for i, p := range m.procs {
-		if now[i].cpu < m.first[i].cpu { // it exited
-			now[i].cpu = m.first[i].cpu
+		if now[i].CPU < m.first[i].CPU { // it exited
+			now[i].CPU = m.first[i].CPU
 		}
-		out[p.name] = ProcStat{CPUSeconds: (now[i].cpu - m.first[i].cpu).Seconds(), PeakRSSMB: float64(m.peak[i]) / 1e6}
+		out[p.name] = ProcStat{CPUSeconds: (now[i].CPU - m.first[i].CPU).Seconds(), PeakRSSMB: float64(m.peak[i]) / 1e6}
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"trackgate/cloud"
@@ -16,14 +17,36 @@ import (
 	"trackgate/internal/influxconf"
 )
 
-// freePort returns a loopback address with a port free now.
+// held are the loopback ports picked for processes not yet started, kept
+// bound until release, just before their process starts, so that nothing
+// else on the machine (tests running in parallel) takes one in between.
+var held = struct {
+	sync.Mutex
+	ls map[string]net.Listener
+}{ls: map[string]net.Listener{}}
+
+// freePort returns a loopback address whose port is held until release.
 func freePort() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
+	held.Lock()
+	defer held.Unlock()
+	held.ls[ln.Addr().String()] = ln
 	return ln.Addr().String()
+}
+
+// release frees the ports of addrs for the process about to bind them.
+func release(addrs ...string) {
+	held.Lock()
+	defer held.Unlock()
+	for _, a := range addrs {
+		if ln := held.ls[a]; ln != nil {
+			ln.Close()
+			delete(held.ls, a)
+		}
+	}
 }
 
 // waitHTTP waits until url answers 2xx, or p exits, or timeout.
@@ -66,6 +89,7 @@ func startInfluxd(ctx context.Context, bin, dir string) (*proc, string, error) {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, "", err
 	}
+	release(httpAddr, rpcAddr)
 	p, err := startProc(filepath.Dir(dir), "influxd", bin, "run", "-config", path)
 	if err != nil {
 		return nil, "", err
@@ -114,6 +138,7 @@ type stack struct {
 	cloudPprof, gwPprof     string // pprof base URLs
 	gwMetrics               string // the gateway's /metrics
 	gwArgv                  []string
+	gwAddrs                 []string // the gateway's listeners
 	dir                     string
 	issuer                  string
 	tokens                  string // the devices' tokens file
@@ -154,6 +179,7 @@ func startStack(ctx context.Context, o options, dir string) (*stack, error) {
 	s.mqtt = "tcp://" + mqttAddr
 	cloudPprof, gwPprof := freePort(), freePort()
 	s.cloudPprof, s.gwPprof = "http://"+cloudPprof, "http://"+gwPprof
+	release(httpAddr, cloudPprof)
 	s.cloud, err = startProc(dir, "cloud", filepath.Join(o.bin, "cloud"), "serve", "--http", httpAddr, "--issuer", issuer,
 		"--data", filepath.Join(dir, "cloud"), "--mqtt", s.mqtt, "--influx-url", s.influxURL, "--influx-bucket", dbOurs,
 		"--pprof", cloudPprof, "--log-level", "warn")
@@ -178,7 +204,7 @@ func startStack(ctx context.Context, o options, dir string) (*stack, error) {
 	s.gwArgv = []string{filepath.Join(o.bin, "gateway"), "--mqtt", mqttAddr, "--mqtt-ws", "",
 		"--issuer", issuer, "--data", filepath.Join(dir, "gateway"), "--http", gwHTTP, "--mqtt-conn-rate", "-1",
 		"--sources", sourcesFile, "--pprof", gwPprof, "--log-level", "warn"}
-	s.dir, s.issuer = dir, issuer
+	s.dir, s.issuer, s.gwAddrs = dir, issuer, []string{mqttAddr, gwHTTP, gwPprof}
 	if err := s.startGateway(ctx); err != nil {
 		s.stop()
 		return nil, err
@@ -189,6 +215,7 @@ func startStack(ctx context.Context, o options, dir string) (*stack, error) {
 // startGateway starts the gateway and waits until it serves and the
 // cloud's ingest bridge is connected to it.
 func (s *stack) startGateway(ctx context.Context) error {
+	release(s.gwAddrs...)
 	var err error
 	if s.gateway, err = startProc(s.dir, "gateway", s.gwArgv...); err != nil {
 		return err
