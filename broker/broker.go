@@ -84,9 +84,10 @@ type Config struct {
 	// ConnRate turns the limit off.
 	ConnRate  float64
 	ConnBurst int
-	// Persist keeps sessions, subscriptions, retained messages and the QoS 1
-	// messages in flight in a Pebble store in Auth.Data/mqtt, so that they
-	// survive a restart. PersistSync syncs every write to disk (survives a
+	// Persist keeps sessions, subscriptions and retained messages in a
+	// Pebble store in Auth.Data/mqtt, and the QoS 1 and 2 messages in
+	// flight in a log in Auth.Data/mqtt-inflight, so that they survive a
+	// restart. PersistSync syncs every write to disk (survives a
 	// power cut, at a cost in throughput); without it a write survives the
 	// process being killed, not the machine losing power.
 	Persist, PersistSync bool
@@ -274,7 +275,9 @@ func (b *Broker) Run(ctx context.Context) error {
 		if b.cfg.PersistSync {
 			mode = pebble.Sync
 		}
-		if err := srv.AddHook(new(pebble.Hook), &pebble.Options{Path: dir, Mode: mode, Options: storeOptions()}); err != nil {
+		store := &sessionStore{Hook: new(pebble.Hook), dir: filepath.Join(b.cfg.Auth.Data, "mqtt-inflight"),
+			sync: b.cfg.PersistSync, log: b.log}
+		if err := srv.AddHook(store, &pebble.Options{Path: dir, Mode: mode, Options: storeOptions()}); err != nil {
 			return fmt.Errorf("broker: open store %s: %w", dir, err)
 		}
 	}

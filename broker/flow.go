@@ -26,6 +26,11 @@ import (
 // backpressure in place of loss. The margin absorbs the messages of
 // publishers that passed the check at the same moment.
 //
+// Waiting publishers sleep until a durable subscriber's acknowledgements
+// bring its backlog an eighth below the marks (then all of them look
+// again, and about as many messages as there are publishers pass: the
+// eighth), or flowPoll at the latest.
+//
 // Durable subscribers are the clients whose subscriptions take every
 // device's messages (a wildcard or shared filter) and whom the broker
 // trusts to keep up: services with the ingest or operator scope (every
@@ -39,20 +44,28 @@ type flowHook struct {
 	clients   *mqtt.Clients
 	high      int                        // messages in flight to a subscriber at which publishers wait
 	highQueue int32                      // messages waiting in a connected subscriber's write queue at which publishers wait
+	low       int                        // in flight below which waiting publishers are woken
+	lowQueue  int32                      // waiting to be written below which waiting publishers are woken
 	trusted   func(cl *mqtt.Client) bool // may this client be a durable subscriber?
 	waited    prometheus.Counter         // publishes that had to wait
 
 	mu      sync.RWMutex
 	durable map[string]int // client id → its wildcard subscriptions
+
+	waiting atomic.Int32  // publishers waiting
+	wakeMu  sync.Mutex    // guards wake
+	wake    chan struct{} // closed (and replaced) to wake the waiting publishers
 }
 
 // newFlowHook returns the hook for subscribers that hold at most quota
 // messages in flight, and have at most writeQueue waiting to be written
 // while connected.
 func newFlowHook(ctx context.Context, clients *mqtt.Clients, quota, writeQueue int, trusted func(*mqtt.Client) bool, waited prometheus.Counter) *flowHook {
-	return &flowHook{ctx: ctx, clients: clients, high: max(quota/2, 1), highQueue: int32(max(writeQueue/2, 1)),
+	h := &flowHook{ctx: ctx, clients: clients, high: max(quota/2, 1), highQueue: int32(max(writeQueue/2, 1)),
 		trusted: trusted, waited: waited,
-		durable: map[string]int{}}
+		durable: map[string]int{}, wake: make(chan struct{})}
+	h.low, h.lowQueue = h.high-h.high/8, h.highQueue-h.highQueue/8
+	return h
 }
 
 // ID names the hook.
@@ -61,7 +74,8 @@ func (h *flowHook) ID() string { return "flow-control" }
 // Provides says which events the hook handles.
 func (h *flowHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnClientExpired, mqtt.OnDisconnect:
+	case mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnClientExpired, mqtt.OnDisconnect,
+		mqtt.OnQosComplete, mqtt.OnQosDropped:
 		return true
 	}
 	return false
@@ -113,6 +127,38 @@ func (h *flowHook) forget(id string) {
 	h.mu.Lock()
 	delete(h.durable, id)
 	h.mu.Unlock()
+	h.release()
+}
+
+// OnQosComplete wakes the waiting publishers when a durable subscriber's
+// acknowledgement brings its backlog below the low marks.
+func (h *flowHook) OnQosComplete(cl *mqtt.Client, _ packets.Packet) { h.acked(cl) }
+
+// OnQosDropped is OnQosComplete for a message given up.
+func (h *flowHook) OnQosDropped(cl *mqtt.Client, _ packets.Packet) { h.acked(cl) }
+
+func (h *flowHook) acked(cl *mqtt.Client) {
+	if h.waiting.Load() == 0 || cl.Net.Inline {
+		return
+	}
+	if cl.State.Inflight.Len() < h.low && writesQueued(cl) < h.lowQueue && h.isDurable(cl) {
+		h.release()
+	}
+}
+
+// release wakes every waiting publisher to look again.
+func (h *flowHook) release() {
+	h.wakeMu.Lock()
+	close(h.wake)
+	h.wake = make(chan struct{})
+	h.wakeMu.Unlock()
+}
+
+// woken returns the channel the next release closes.
+func (h *flowHook) woken() <-chan struct{} {
+	h.wakeMu.Lock()
+	defer h.wakeMu.Unlock()
+	return h.wake
 }
 
 // restore records the fan-in subscriptions of sessions loaded from the
@@ -192,8 +238,10 @@ func writesQueued(cl *mqtt.Client) int32 {
 	return atomic.LoadInt32((*int32)(unsafe.Add(unsafe.Pointer(&cl.State), outboundQtyOffset)))
 }
 
-// flowPoll is how often a waiting publish looks again.
-const flowPoll = 2 * time.Millisecond
+// flowPoll is how often a waiting publish looks again when nothing woke
+// it: a subscriber that went away, or one whose write queue drained
+// without an acknowledgement in between.
+const flowPoll = 50 * time.Millisecond
 
 // OnPublish waits, before a QoS 1 or 2 message fans out, until no durable
 // subscriber is congested. A durable subscriber's own publishes never wait:
@@ -204,17 +252,23 @@ func (h *flowHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, nil
 	}
 	h.waited.Inc()
+	h.waiting.Add(1)
+	defer h.waiting.Add(-1)
 	t := time.NewTicker(flowPoll)
 	defer t.Stop()
-	for h.congested() {
+	for {
+		woken := h.woken() // before the check: a release after it wakes us
+		if !h.congested() {
+			return pk, nil
+		}
 		select {
 		case <-h.ctx.Done():
 			return pk, packets.ErrRejectPacket
+		case <-woken:
 		case <-t.C:
 		}
 		if !cl.Net.Inline && cl.Closed() {
 			return pk, packets.ErrRejectPacket
 		}
 	}
-	return pk, nil
 }
