@@ -32,6 +32,7 @@ type loadArgs struct {
 	duration, idleHold time.Duration
 	receivers          int
 	ptyDir             string
+	cpuProfile         string // file loadgen writes its CPU profile to, if any
 }
 
 func (a loadArgs) argv(bin string) []string {
@@ -45,6 +46,9 @@ func (a loadArgs) argv(bin string) []string {
 	}
 	if a.ptyDir != "" {
 		argv = append(argv, "--pty-dir", a.ptyDir)
+	}
+	if a.cpuProfile != "" {
+		argv = append(argv, "--cpuprofile", a.cpuProfile)
 	}
 	return argv
 }

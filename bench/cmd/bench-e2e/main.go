@@ -238,6 +238,10 @@ func sustained(ctx context.Context, o options, s *stack, run int, name string, i
 		duration: o.duration, idleHold: 5 * time.Second}
 	var profiles chan error
 	if name == "a" && run == 1 {
+		a.cpuProfile = filepath.Join(o.out, "profiles", "loadgen.cpu.pprof")
+		if err := os.MkdirAll(filepath.Dir(a.cpuProfile), 0o755); err != nil {
+			return r, err
+		}
 		profiles = make(chan error, 1)
 		go func() { profiles <- profile(ctx, o, s) }()
 	}

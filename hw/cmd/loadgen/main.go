@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -43,9 +44,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Receivers, "receivers", 0, "simulated serial receivers, `n`, on pseudo-terminals linked at DIR/gpsN")
 	fs.Float64Var(&cfg.ReceiverRate, "receiver-rate", 10, "receiver epochs per `second`")
 	fs.StringVar(&cfg.PtyDir, "pty-dir", "./var/loadgen", "`directory` of the receivers' pseudo-terminal links")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` (go tool pprof)")
 	log, err := logx.Parse(fs, "loadgen [flags]", args, stderr)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cfg.Logger = log
 	devs, err := devices(*tokens, *prefix, *phones+*idle)
