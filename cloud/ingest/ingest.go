@@ -5,6 +5,12 @@
 // acknowledges a message only after the batch holding it was accepted, so
 // that nothing is lost to a crash or an outage: unacknowledged messages are
 // redelivered, and writing a position twice stores it once.
+//
+// With a Config.OnStored hook, a message is acknowledged only once its
+// positions were also passed to the hook. The hook is called from one
+// goroutine on everything written since its previous call, at most about
+// once every Config.StoredWait, so that its cost follows the rate of calls
+// rather than the rate of batches.
 package ingest
 
 import (
@@ -44,16 +50,24 @@ type Config struct {
 	Writers    int           // concurrent writes to InfluxDB, default 2
 	RetryMin   time.Duration // first retry delay after a failed write, default 100 ms
 	RetryMax   time.Duration // longest retry delay, default 10 s
-	// DrainTimeout bounds how long Run keeps writing what it holds after its
-	// context ends; what is not written by then stays unacknowledged and the
-	// broker delivers it again. Default 10 s.
+	// DrainTimeout bounds how long Run keeps writing what it holds, and
+	// passing it to OnStored, after its context ends; what is not done by
+	// then stays unacknowledged and the broker delivers it again. Default
+	// 10 s.
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
 	Now          func() time.Time // clock for validation, default time.Now
-	// OnStored, if set, is given the positions of each batch once InfluxDB
-	// accepted it, before its messages are acknowledged (so a crash in
-	// between delivers them again: OnStored must be idempotent).
-	OnStored func(ctx context.Context, batch []Stored)
+	// OnStored, if set, is given positions once InfluxDB accepted them,
+	// before their messages are acknowledged (so a crash in between delivers
+	// them again: OnStored must be idempotent). Calls come one at a time,
+	// each with the positions of every batch written since the previous
+	// call; batch is reused once OnStored returns. A call waits until
+	// StoredWait after the start of the previous one (so the first batch
+	// after a quiet period goes at once), or until StoredMax positions or
+	// half of MaxUnacked messages wait for it.
+	OnStored   func(ctx context.Context, batch []Stored)
+	StoredWait time.Duration // least time between OnStored calls under load, default 250 ms
+	StoredMax  int           // positions that make OnStored be called without waiting, default 50000
 }
 
 // Stored is a position stored under its device.
@@ -84,6 +98,12 @@ func (c *Config) defaults() {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
+	if c.StoredWait <= 0 {
+		c.StoredWait = 250 * time.Millisecond
+	}
+	if c.StoredMax <= 0 {
+		c.StoredMax = 50000
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -102,14 +122,17 @@ type Pipeline struct {
 	slots   chan struct{} // one per unacknowledged message
 	in      chan Message
 	batches chan *batch
-	free    sync.Pool // of *batch, reused once written
+	// written carries the batches InfluxDB accepted to storeLoop; nil
+	// without Config.OnStored.
+	written chan *batch
+	free    sync.Pool // of *batch, reused once acknowledged
 	logBad  rate.Sometimes
 }
 
 // NewPipeline returns a pipeline writing to w. It does no I/O.
 func NewPipeline(cfg Config, w Writer, m *Metrics) *Pipeline {
 	cfg.defaults()
-	return &Pipeline{
+	p := &Pipeline{
 		cfg:     cfg,
 		w:       w,
 		m:       m,
@@ -119,6 +142,12 @@ func NewPipeline(cfg Config, w Writer, m *Metrics) *Pipeline {
 		batches: make(chan *batch, cfg.Writers),
 		logBad:  rate.Sometimes{First: 5, Interval: 10 * time.Second},
 	}
+	if cfg.OnStored != nil {
+		// Room for a full OnStored call of full batches, so that the writers
+		// go on while OnStored runs.
+		p.written = make(chan *batch, cfg.StoredMax/cfg.BatchSize+cfg.Writers)
+	}
+	return p
 }
 
 // Handle takes one message into the pipeline, blocking while MaxUnacked
@@ -153,8 +182,9 @@ func (p *Pipeline) release(n int) {
 }
 
 // Run batches and writes until ctx ends, then writes what it already took in
-// (within DrainTimeout) and returns. Messages Handle accepts after ctx ended
-// are left unacknowledged.
+// and passes it to OnStored (within DrainTimeout) and returns. Messages
+// Handle accepts after ctx ended are left unacknowledged. Run may be called
+// once.
 func (p *Pipeline) Run(ctx context.Context) error {
 	drain, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDrain()
@@ -162,6 +192,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(p.cfg.DrainTimeout, cancelDrain) })
 	defer stop()
 
+	var storing sync.WaitGroup
+	if p.written != nil {
+		storing.Go(func() { p.storeLoop(ctx, drain) })
+	}
 	var wg sync.WaitGroup
 	for range p.cfg.Writers {
 		wg.Go(func() {
@@ -173,6 +207,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.batchLoop(ctx)
 	close(p.batches)
 	wg.Wait()
+	if p.written != nil {
+		close(p.written)
+	}
+	storing.Wait()
 	return nil
 }
 
@@ -263,7 +301,8 @@ func (p *Pipeline) add(b *batch, msg Message, scratch []position.Position) (*bat
 	return b, scratch
 }
 
-// writeBatch writes b until it is stored or ctx ends, then acknowledges its
+// writeBatch writes b until it is stored or ctx ends, then hands it to
+// storeLoop when OnStored wants its positions, and else acknowledges its
 // messages (only when stored).
 func (p *Pipeline) writeBatch(ctx context.Context, b *batch) {
 	if b.points() > 0 {
@@ -274,10 +313,94 @@ func (p *Pipeline) writeBatch(ctx context.Context, b *batch) {
 			p.release(len(b.msgs))
 			return
 		}
-		if p.cfg.OnStored != nil {
-			p.cfg.OnStored(ctx, b.stored)
+		if p.written != nil {
+			p.written <- b
+			return
 		}
 	}
+	p.ack(b)
+}
+
+// storeLoop passes the positions of the written batches to OnStored (with
+// drain) and then acknowledges their messages, until p.written is closed and
+// drained. A call takes a batch, then gathers the batches written until
+// StoredWait after the previous call started, or until StoredMax positions or
+// half of MaxUnacked messages are gathered (so that Handle is not held up
+// while it waits). Once ctx ends, it takes only what is already queued.
+func (p *Pipeline) storeLoop(ctx, drain context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var (
+		held   []*batch
+		all    []Stored
+		called time.Time // when the previous OnStored call started
+	)
+	for b := range p.written {
+		held = append(held[:0], b)
+		positions, msgs := b.points(), len(b.msgs)
+		timer.Reset(time.Until(called.Add(p.cfg.StoredWait)))
+		for positions < p.cfg.StoredMax && msgs < p.cfg.MaxUnacked/2 {
+			next := p.nextWritten(timer.C, ctx.Done())
+			if next == nil {
+				break
+			}
+			held = append(held, next)
+			positions, msgs = positions+next.points(), msgs+len(next.msgs)
+		}
+		timer.Stop()
+		called = time.Now()
+		all = p.passOn(drain, held, all[:0])
+		clear(held)
+	}
+}
+
+// passOn calls OnStored with the positions of held, appended to all, then
+// acknowledges their messages; if ctx already ended, it leaves them
+// unacknowledged. Either way it frees their slots and recycles held. It
+// returns all for reuse.
+func (p *Pipeline) passOn(ctx context.Context, held []*batch, all []Stored) []Stored {
+	for _, b := range held {
+		all = append(all, b.stored...)
+	}
+	if ctx.Err() != nil {
+		msgs := 0
+		for _, b := range held {
+			msgs += len(b.msgs)
+			p.release(len(b.msgs))
+			p.recycle(b)
+		}
+		p.log.Warn("stopped before stored positions were passed on; their messages stay unacknowledged for redelivery",
+			"messages", msgs, "positions", len(all))
+		return all
+	}
+	p.m.storedPositions.Observe(float64(len(all)))
+	p.cfg.OnStored(ctx, all)
+	for _, b := range held {
+		p.ack(b)
+	}
+	return all
+}
+
+// nextWritten returns a written batch already queued, else the first to come
+// before expired fires or stop is closed; nil when none comes or p.written is
+// closed.
+func (p *Pipeline) nextWritten(expired <-chan time.Time, stop <-chan struct{}) *batch {
+	select {
+	case b := <-p.written:
+		return b
+	default:
+	}
+	select {
+	case b := <-p.written:
+		return b
+	case <-expired:
+	case <-stop:
+	}
+	return nil
+}
+
+// ack acknowledges b's messages, frees their slots and recycles b.
+func (p *Pipeline) ack(b *batch) {
 	for _, msg := range b.msgs {
 		msg.Ack()
 	}

@@ -21,6 +21,8 @@ type Metrics struct {
 	writeSeconds prometheus.Histogram
 	writeErrors  *prometheus.CounterVec
 	unacked      prometheus.Gauge
+	// storedPositions observes the positions of each Config.OnStored call.
+	storedPositions prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -54,10 +56,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		unacked: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "trackgate_ingest_unacked_messages",
-			Help: "Messages received but not yet acknowledged to the broker (in flight to InfluxDB).",
+			Help: "Messages received but not yet acknowledged to the broker (in flight to InfluxDB or the stored hook).",
+		}),
+		storedPositions: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "trackgate_ingest_on_stored_positions",
+			Help:    "Positions per call of the stored hook (the cloud's track bookkeeping), gathered from the batches written since its previous call.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
 		}),
 	}
-	reg.MustRegister(m.messages, m.written, m.rejected, m.batchSize, m.writeSeconds, m.writeErrors, m.unacked)
+	reg.MustRegister(m.messages, m.written, m.rejected, m.batchSize, m.writeSeconds, m.writeErrors, m.unacked, m.storedPositions)
 	for _, r := range position.Reasons {
 		m.rejected.WithLabelValues(string(r))
 	}

@@ -57,6 +57,7 @@ type fakeMsg struct {
 	acks    atomic.Int32
 	once    sync.Once
 	acked   chan struct{} // closed on the first Ack
+	onAck   func()        // called first by each Ack, when set
 }
 
 func newMsg(topic, payload string) *fakeMsg {
@@ -66,6 +67,9 @@ func newMsg(topic, payload string) *fakeMsg {
 func (m *fakeMsg) Topic() string   { return m.topic }
 func (m *fakeMsg) Payload() []byte { return m.payload }
 func (m *fakeMsg) Ack() {
+	if m.onAck != nil {
+		m.onAck()
+	}
 	m.acks.Add(1)
 	m.once.Do(func() { close(m.acked) })
 }

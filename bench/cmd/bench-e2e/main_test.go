@@ -72,7 +72,7 @@ func TestHarness(t *testing.T) {
 			t.Errorf("the table lacks %q:\n%s", want, table.String())
 		}
 	}
-	for _, p := range []string{"gateway.cpu.pprof", "cloud.cpu.pprof", "influxd.cpu.pprof", "gateway.allocs.pprof", "gateway.idle.heap.pprof"} {
+	for _, p := range []string{"gateway.cpu.pprof", "cloud.cpu.pprof", "influxd.cpu.pprof", "loadgen.cpu.pprof", "gateway.allocs.pprof", "gateway.idle.heap.pprof"} {
 		if _, err := os.Stat(filepath.Join(out, "profiles", p)); err != nil {
 			t.Errorf("profile: %v", err)
 		}
