@@ -403,7 +403,11 @@ func (l *inflightLog) write(buf []byte) error {
 
 // snapshot returns a put record of every message in flight; l.mu held.
 func (l *inflightLog) snapshot() []byte {
-	var b []byte
+	n := 0
+	for k, e := range l.live {
+		n += recordHeader + 32 + len(k.client) + len(e.pk.TopicName) + len(e.pk.Origin) + len(e.pk.Payload)
+	}
+	b := make([]byte, 0, n+n/8)
 	for k, e := range l.live {
 		b = appendRecord(b, k, &e)
 	}
