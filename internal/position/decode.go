@@ -198,10 +198,8 @@ func (d *decoder) field(p *Position, key []byte, depth int) (*Error, *Error) {
 		case "fix":
 			p.Set &^= FieldFix
 		default:
-			for _, f := range floatFields {
-				if f.name == string(key) {
-					p.Set &^= f.bit
-				}
+			if i := floatFieldIndex(key); i >= 0 {
+				p.Set &^= floatFields[i].bit
 			}
 		}
 		return nil, nil
@@ -242,17 +240,45 @@ func (d *decoder) field(p *Position, key []byte, depth int) (*Error, *Error) {
 		p.Fix, p.Set = InternFix(s), p.Set|FieldFix
 		return nil, nil
 	}
-	for _, f := range floatFields {
-		if f.name == string(key) {
-			v, ferr, err := d.number(f.name, depth)
-			if ferr != nil || err != nil {
-				return ferr, err
-			}
-			*f.ptr(p), p.Set = v, p.Set|f.bit
-			return nil, nil
+	if i := floatFieldIndex(key); i >= 0 {
+		f := &floatFields[i]
+		v, ferr, err := d.number(f.name, depth)
+		if ferr != nil || err != nil {
+			return ferr, err
 		}
+		*f.ptr(p), p.Set = v, p.Set|f.bit
+		return nil, nil
 	}
 	return nil, d.skipValue(depth + 1)
+}
+
+// floatFieldIndex returns the index in floatFields of the field named key, or -1.
+func floatFieldIndex(key []byte) int {
+	switch string(key) {
+	case "lat":
+		return 0
+	case "lon":
+		return 1
+	case "alt":
+		return 2
+	case "geoid":
+		return 3
+	case "speed":
+		return 4
+	case "course":
+		return 5
+	case "hdop":
+		return 6
+	case "pdop":
+		return 7
+	case "vdop":
+		return 8
+	case "acc":
+		return 9
+	case "batt":
+		return 10
+	}
+	return -1
 }
 
 // InternFix returns the known Fix spelled s without allocating, or a new one.
@@ -288,11 +314,61 @@ func (d *decoder) number(field string, depth int) (float64, *Error, *Error) {
 	if err := d.skipNumber(); err != nil {
 		return 0, nil, err
 	}
+	if v, ok := exactFloat(d.data[start:d.pos]); ok {
+		return v, nil, nil
+	}
 	v, err := strconv.ParseFloat(string(d.data[start:d.pos]), 64)
 	if err != nil {
 		return 0, &Error{Field: field, Reason: ReasonRange, Detail: "number out of range: " + string(d.data[start:d.pos])}, nil
 	}
 	return v, nil, nil
+}
+
+// pow10 holds the powers of ten a float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// exactFloat converts a JSON number without an exponent whose digits, read
+// as an integer, stay below 2^53, with at most 22 after the point: that
+// integer and the power of ten are exact float64s, so one division gives
+// the correctly rounded value, as strconv.ParseFloat does (its own fast
+// path), without its generality. ok is false for any other number.
+func exactFloat(b []byte) (v float64, ok bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	var m uint64
+	digits := 0
+	frac := -1 // digits after the point, once seen
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+			m = m*10 + uint64(c-'0')
+			if m >= 1<<53 {
+				return 0, false
+			}
+			if frac >= 0 {
+				frac++
+			}
+		case c == '.' && frac < 0:
+			frac = 0
+		default:
+			return 0, false
+		}
+	}
+	if digits == 0 || frac > 22 {
+		return 0, false
+	}
+	v = float64(m)
+	if frac > 0 {
+		v /= pow10[frac]
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 // skipNumber consumes a number following the JSON grammar.

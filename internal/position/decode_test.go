@@ -2,7 +2,9 @@ package position
 
 import (
 	"encoding/json"
+	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +157,60 @@ func TestLineProtocol(t *testing.T) {
 	if got, want := string(min.AppendLineProtocol(nil, "d")), "position,device=d lat=1e-07,lon=-2 1795251600000000000\n"; got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
+}
+
+// TestFloatFieldIndex: the switch names every field of floatFields at its
+// index.
+func TestFloatFieldIndex(t *testing.T) {
+	for i, f := range floatFields {
+		if got := floatFieldIndex([]byte(f.name)); got != i {
+			t.Errorf("floatFieldIndex(%q) = %d, want %d", f.name, got, i)
+		}
+	}
+	if got := floatFieldIndex([]byte("latitude")); got != -1 {
+		t.Errorf("an unknown key gives %d", got)
+	}
+}
+
+// TestExactFloat: the fast path gives what strconv.ParseFloat gives, and
+// leaves the numbers it cannot convert exactly to it.
+func TestExactFloat(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"0", true}, {"-0", true}, {"52.3702157", true}, {"-4.8951679", true}, {"1234567.25", true},
+		{"0.1", true}, {"9007199254740991", true}, {"9007199254740992", false},
+		{"0.0000000000000000000001", true}, {"0.00000000000000000000001", false},
+		{"1e5", false}, {"1E-3", false}, {"12345678901234567890", false}, {"-", false}, {".", false}, {"", false},
+	}
+	for _, tt := range tests {
+		v, ok := exactFloat([]byte(tt.in))
+		if ok != tt.ok {
+			t.Errorf("exactFloat(%q) ok = %v, want %v", tt.in, ok, tt.ok)
+			continue
+		}
+		want, _ := strconv.ParseFloat(tt.in, 64)
+		if ok && (v != want || math.Signbit(v) != math.Signbit(want)) {
+			t.Errorf("exactFloat(%q) = %v, ParseFloat %v", tt.in, v, want)
+		}
+	}
+}
+
+// FuzzExactFloat: wherever the fast path answers, it agrees with
+// strconv.ParseFloat bit for bit.
+func FuzzExactFloat(f *testing.F) {
+	for _, s := range []string{"52.3702157", "-0.5", "1e5", "9007199254740991.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ok := exactFloat([]byte(s))
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.Float64bits(v) != math.Float64bits(want) {
+			t.Fatalf("exactFloat(%q) = %v, ParseFloat %v, %v", s, v, want, err)
+		}
+	})
 }
