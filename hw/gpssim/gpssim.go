@@ -94,6 +94,10 @@ type Config struct {
 	OnEpoch func(f Fix, written time.Time)
 	// Now is the clock epochs are timed and stamped by; time.Now when nil.
 	Now func() time.Time
+	// Linger is how long Run keeps the pty open, writing nothing, after
+	// its context ends, so that the reader gets the last epoch written
+	// before the pty hangs up; 0 closes it at once.
+	Linger time.Duration
 }
 
 // bauds are the line speeds a Sim can be set to.

@@ -231,6 +231,16 @@ func (s *Sim) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.cfg.Linger <= 0 {
+		return nil
+	}
+	wake.Read(make([]byte, 1)) // the wake-up of ctx's end (written once), so that polls wait again
+	for end := s.now().Add(s.cfg.Linger); s.now().Before(end); {
+		r.service()
+		if err := r.wait(end); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -425,6 +425,7 @@ func (r *run) startReceivers(ctx context.Context) <-chan struct{} {
 			Link: filepath.Join(r.cfg.PtyDir, fmt.Sprintf("gps%d", i)), Rate: r.cfg.ReceiverRate,
 			Lat: 52 + float64(i)*0.01, Lon: 5, Speed: 14, Seed: int64(i + 1), Logger: r.cfg.Logger,
 			OnEpoch: func(_ gpssim.Fix, _ time.Time) { r.epochs.Add(1) },
+			Linger:  time.Second, // the gateway reads the last epoch before the pty hangs up
 		})
 		if err != nil {
 			r.cfg.Logger.Error("receiver", "err", err)
