@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -22,19 +21,7 @@ import (
 	"trackgate/internal/server"
 )
 
-func main() {
-	if os.Getenv("GOGC") == "" {
-		// The heap is mostly messages passing through: collecting at three
-		// times the live heap instead of two took the gateway's CPU per
-		// million positions from 6.4 to 5.5 s at 90,000 positions/s, for a
-		// higher peak under that load. GOGC set in the environment wins.
-		debug.SetGCPercent(gcPercent)
-	}
-	config.Main(run)
-}
-
-// gcPercent is the gateway's default GOGC.
-const gcPercent = 200
+func main() { config.Main(run) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "enroll" {
