@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -191,13 +194,19 @@ func openInflightLog(dir string, syncWrites bool, log *slog.Logger) (*inflightLo
 		live: map[inflightKey]inflightEntry{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
 	path := filepath.Join(dir, inflightFile)
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	f, err := os.Open(path)
+	switch {
+	case err == nil:
+		// Read record by record: the file may be tens of MB of messages
+		// long delivered, and only those still in flight are kept.
+		n, err := replayFrom(bufio.NewReaderSize(f, 64<<10), l.live)
+		f.Close()
+		if err != nil {
+			log.Warn("inflight log: ends in a record that does not check (a write torn by a crash); what follows it is dropped",
+				"path", path, "offset", n, "err", err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("inflight log: %w", err)
-	}
-	if n, err := replay(data, l.live); err != nil {
-		log.Warn("inflight log: ends in a record that does not check (a write torn by a crash); what follows it is dropped",
-			"path", path, "offset", n, "bytes_dropped", len(data)-n, "err", err)
 	}
 	if err := l.writeSnapshot(l.snapshot()); err != nil {
 		return nil, err
@@ -209,15 +218,37 @@ func openInflightLog(dir string, syncWrites bool, log *slog.Logger) (*inflightLo
 // replay applies the records of data to live. It returns how many bytes
 // it read, and an error if a record does not check.
 func replay(data []byte, live map[inflightKey]inflightEntry) (int, error) {
+	return replayFrom(bytes.NewReader(data), live)
+}
+
+// replayFrom applies the records read from r to live. It returns how many
+// bytes of good records it read, and an error if a record does not check
+// or cannot be read whole.
+func replayFrom(r io.Reader, live map[inflightKey]inflightEntry) (int, error) {
+	var buf []byte
 	off := 0
-	for off < len(data) {
-		n, err := applyRecord(data[off:], live)
+	for {
+		var h [recordHeader]byte
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			if err == io.EOF {
+				return off, nil
+			}
+			return off, errors.New("short record header")
+		}
+		n := binary.BigEndian.Uint32(h[:])
+		if n > maxRecord {
+			return off, fmt.Errorf("record length %d", n)
+		}
+		buf = append(append(buf[:0], h[:]...), make([]byte, n)...)
+		if _, err := io.ReadFull(r, buf[recordHeader:]); err != nil {
+			return off, fmt.Errorf("record length %d past the end", n)
+		}
+		m, err := applyRecord(buf, live)
 		if err != nil {
 			return off, err
 		}
-		off += n
+		off += m
 	}
-	return off, nil
 }
 
 // applyRecord applies the record at the start of b to live and returns
