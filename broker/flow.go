@@ -125,9 +125,12 @@ func (h *flowHook) OnClientExpired(cl *mqtt.Client) { h.forget(cl.ID) }
 
 func (h *flowHook) forget(id string) {
 	h.mu.Lock()
+	_, ok := h.durable[id]
 	delete(h.durable, id)
 	h.mu.Unlock()
-	h.release()
+	if ok { // publishers it held back look again
+		h.release()
+	}
 }
 
 // OnQosComplete wakes the waiting publishers when a durable subscriber's

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -213,12 +212,6 @@ func openInflightLog(dir string, syncWrites bool, log *slog.Logger) (*inflightLo
 	}
 	go l.writer()
 	return l, nil
-}
-
-// replay applies the records of data to live. It returns how many bytes
-// it read, and an error if a record does not check.
-func replay(data []byte, live map[inflightKey]inflightEntry) (int, error) {
-	return replayFrom(bytes.NewReader(data), live)
 }
 
 // replayFrom applies the records read from r to live. It returns how many

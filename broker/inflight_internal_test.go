@@ -247,7 +247,7 @@ func FuzzInflightReplay(f *testing.F) {
 	f.Add(appendRecord(nil, inflightKey{"c", 4}, nil))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		live := map[inflightKey]inflightEntry{}
-		n, err := replay(data, live)
+		n, err := replayFrom(bytes.NewReader(data), live)
 		if n < 0 || n > len(data) || (err == nil && n != len(data)) {
 			t.Fatalf("replay read %d of %d bytes, err %v", n, len(data), err)
 		}
@@ -257,7 +257,7 @@ func FuzzInflightReplay(f *testing.F) {
 			body := data[recordHeader:]
 			framed := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
 			framed = binary.BigEndian.AppendUint32(framed, crc32.Checksum(body, castagnoli))
-			replay(append(framed, body...), live)
+			replayFrom(bytes.NewReader(append(framed, body...)), live)
 		}
 		for k, e := range live {
 			again := map[inflightKey]inflightEntry{}
