@@ -64,13 +64,20 @@ type Config struct {
 	// MaxInflight is how many QoS 1 and 2 messages the broker holds per client
 	// while they wait for an acknowledgement; default 16384, at most 65535.
 	// A durable subscriber (the ingest bridge) is never let fall behind by
-	// more than half of it, or of the 8192-message write queue: publishers
+	// more than half of it, or of its write queue (WriteQueue): publishers
 	// are held back instead. Any other subscriber that falls further behind
 	// loses what overflows, counted. Half the default keeps the ingest
 	// bridge's batches full at 100,000 positions/s; a larger window only
 	// queues more (latency), and costs memory and store writes, as every
 	// message in flight is persisted.
 	MaxInflight uint16
+	// WriteQueue is how many messages may wait to be written to one client
+	// (default 1024, 16 to 65536); one more is dropped, counted, except for
+	// a durable subscriber, whose publishers are held back when half of it
+	// is taken. Its buffer, 8 bytes a message, is allocated with every
+	// connection, idle ones included, and stays resident once the memory
+	// it takes was used before.
+	WriteQueue int
 	// MaxPacketSize is the largest MQTT packet accepted, in bytes; a client
 	// sending a larger one is disconnected. Default 1 MiB: far above the
 	// 64 KiB position payload limit, yet bounded.
@@ -172,6 +179,12 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = 16384
 	}
+	if cfg.WriteQueue == 0 {
+		cfg.WriteQueue = 1024
+	}
+	if cfg.WriteQueue < 16 || cfg.WriteQueue > 65536 {
+		return nil, fmt.Errorf("broker: a write queue of %d messages per client is outside 16 to 65536", cfg.WriteQueue)
+	}
 	if cfg.MaxPacketSize == 0 {
 		cfg.MaxPacketSize = 1 << 20
 	}
@@ -262,7 +275,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	if err := srv.AddHook(hook, nil); err != nil {
 		return fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	flow := newFlowHook(ctx, srv.Clients, int(b.cfg.MaxInflight), writesPending, trusted, b.m.publishesHeld)
+	flow := newFlowHook(ctx, srv.Clients, int(b.cfg.MaxInflight), b.cfg.WriteQueue, trusted, b.m.publishesHeld)
 	if err := srv.AddHook(flow, nil); err != nil {
 		return fmt.Errorf("broker: add flow control hook: %w", err)
 	}
@@ -398,14 +411,6 @@ func storeOptions() *pebbledb.Options {
 	}
 }
 
-// writesPending is how many messages may wait to be written to one client;
-// one more is dropped. The flow control keeps a durable subscriber's
-// backlog at half of it: the other half is the margin for publishers that
-// pass its check at the same moment, and a smaller queue (1024) lost
-// messages that way under the benchmark's 1,000 phones. Its buffer is
-// allocated per connection but only touched as far as it is used.
-const writesPending = 8192
-
 // drainTimeout bounds how long a stopping broker waits for connected clients
 // to acknowledge what it sent them.
 const drainTimeout = 2 * time.Second
@@ -437,7 +442,7 @@ func (b *Broker) drain(srv *mqtt.Server) {
 func (b *Broker) capabilities() *mqtt.Capabilities {
 	c := mqtt.NewDefaultServerCapabilities()
 	c.MaximumInflight = b.cfg.MaxInflight
-	c.MaximumClientWritesPending = writesPending
+	c.MaximumClientWritesPending = int32(b.cfg.WriteQueue)
 	c.MaximumPacketSize = b.cfg.MaxPacketSize
 	// A QoS 1 message waits in an offline persistent session (the ingest
 	// bridge's) however long it is away: nothing accepted expires.
@@ -469,6 +474,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.MaxInflight = uint16(n)
 		return nil
 	})
+	fs.IntVar(&c.WriteQueue, "mqtt-write-queue", 1024, "messages that may wait to be written to one client, `n` from 16 to 65536 (8 bytes each, allocated with every connection)")
 	fs.BoolVar(&c.Persist, "mqtt-persist", true, "keep sessions, subscriptions, retained and in-flight QoS 1 messages in DATA/mqtt across restarts")
 	fs.BoolVar(&c.PersistSync, "mqtt-persist-sync", false, "sync every store write to disk (survives a power cut; slower)")
 	fs.Float64Var(&c.ConnRate, "mqtt-conn-rate", 10, "connections per second one address may open (burst 100); negative disables the limit")

@@ -23,8 +23,14 @@ import (
 // its quota or more in flight, or has half its write queue or more waiting
 // to be written: the publisher's PUBACK waits with it, its session's
 // receive window fills, and the publisher slows to the subscriber's pace —
-// backpressure in place of loss. The margin absorbs the messages of
-// publishers that passed the check at the same moment.
+// backpressure in place of loss.
+//
+// A message that passes holds a reservation, counted in every durable
+// subscriber's backlog, until it has fanned out: publishers that pass at
+// the same moment cannot together overrun the marks, however many they
+// are. The other half of the quota and of the queue is the margin for what
+// passes without one: QoS 0 messages, the broker's own (inline) publishes,
+// and the durable subscribers' own.
 //
 // Waiting publishers sleep until a durable subscriber's acknowledgements
 // bring its backlog an eighth below the marks (then all of them look
@@ -52,6 +58,10 @@ type flowHook struct {
 	mu      sync.RWMutex
 	durable map[string]int // client id → its wildcard subscriptions
 
+	resMu    sync.Mutex
+	reserved int                       // messages that passed and have not fanned out yet
+	holding  map[*mqtt.Client]struct{} // the publishers of those (a client publishes one at a time)
+
 	waiting atomic.Int32  // publishers waiting
 	wakeMu  sync.Mutex    // guards wake
 	wake    chan struct{} // closed (and replaced) to wake the waiting publishers
@@ -63,7 +73,7 @@ type flowHook struct {
 func newFlowHook(ctx context.Context, clients *mqtt.Clients, quota, writeQueue int, trusted func(*mqtt.Client) bool, waited prometheus.Counter) *flowHook {
 	h := &flowHook{ctx: ctx, clients: clients, high: max(quota/2, 1), highQueue: int32(max(writeQueue/2, 1)),
 		trusted: trusted, waited: waited,
-		durable: map[string]int{}, wake: make(chan struct{})}
+		durable: map[string]int{}, holding: map[*mqtt.Client]struct{}{}, wake: make(chan struct{})}
 	h.low, h.lowQueue = h.high-h.high/8, h.highQueue-h.highQueue/8
 	return h
 }
@@ -74,7 +84,7 @@ func (h *flowHook) ID() string { return "flow-control" }
 // Provides says which events the hook handles.
 func (h *flowHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnClientExpired, mqtt.OnDisconnect,
+	case mqtt.OnPublish, mqtt.OnPublished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnClientExpired, mqtt.OnDisconnect,
 		mqtt.OnQosComplete, mqtt.OnQosDropped:
 		return true
 	}
@@ -113,8 +123,11 @@ func (h *flowHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// OnDisconnect forgets a client whose session ends with its connection.
+// OnDisconnect gives up the reservation of a publisher that went away
+// before its message fanned out, and forgets a client whose session ends
+// with its connection.
 func (h *flowHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	h.unreserve(cl)
 	if expire && !cl.IsTakenOver() {
 		h.forget(cl.ID)
 	}
@@ -196,10 +209,11 @@ func (h *flowHook) isDurable(cl *mqtt.Client) bool {
 	return ok
 }
 
-// congested reports whether a durable subscriber holds too many messages:
-// half its quota in flight, or, connected, half its write queue waiting.
-// One away for abandonAfter or longer no longer counts.
-func (h *flowHook) congested() bool {
+// congested reports whether a durable subscriber holds too many messages,
+// counting the extra ones reserved: half its quota in flight, or,
+// connected, half its write queue waiting. One away for abandonAfter or
+// longer no longer counts.
+func (h *flowHook) congested(extra int) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for id := range h.durable {
@@ -208,12 +222,12 @@ func (h *flowHook) congested() bool {
 			continue
 		}
 		if cl.Closed() {
-			if cl.State.Inflight.Len() >= h.high && time.Since(time.Unix(cl.StopTime(), 0)) < abandonAfter {
+			if cl.State.Inflight.Len()+extra >= h.high && time.Since(time.Unix(cl.StopTime(), 0)) < abandonAfter {
 				return true
 			}
 			continue
 		}
-		if cl.State.Inflight.Len() >= h.high || writesQueued(cl) >= h.highQueue {
+		if cl.State.Inflight.Len()+extra >= h.high || int(writesQueued(cl))+extra >= int(h.highQueue) {
 			return true
 		}
 	}
@@ -247,11 +261,13 @@ func writesQueued(cl *mqtt.Client) int32 {
 const flowPoll = 50 * time.Millisecond
 
 // OnPublish waits, before a QoS 1 or 2 message fans out, until no durable
-// subscriber is congested. A durable subscriber's own publishes never wait:
-// its connection also carries the acknowledgements that would end the wait. A publisher that disconnects meanwhile has its
-// message dropped unacknowledged: it sends it again on its next connection.
+// subscriber is congested, and reserves the message its room. A durable
+// subscriber's own publishes never wait: its connection also carries the
+// acknowledgements that would end the wait. A publisher that disconnects
+// meanwhile has its message dropped unacknowledged: it sends it again on
+// its next connection.
 func (h *flowHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Qos == 0 || h.isDurable(cl) || !h.congested() {
+	if pk.FixedHeader.Qos == 0 || h.isDurable(cl) || h.pass(cl) {
 		return pk, nil
 	}
 	h.waited.Inc()
@@ -261,7 +277,7 @@ func (h *flowHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	defer t.Stop()
 	for {
 		woken := h.woken() // before the check: a release after it wakes us
-		if !h.congested() {
+		if h.pass(cl) {
 			return pk, nil
 		}
 		select {
@@ -273,5 +289,47 @@ func (h *flowHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		if !cl.Net.Inline && cl.Closed() {
 			return pk, packets.ErrRejectPacket
 		}
+	}
+}
+
+// OnPublished gives up the reservation of a message that fanned out: it
+// is counted in the subscribers' queues and quotas now.
+func (h *flowHook) OnPublished(cl *mqtt.Client, _ packets.Packet) { h.unreserve(cl) }
+
+// pass reports whether cl's message may fan out now, and then reserves it
+// room until OnPublished. A publisher's previous reservation still held
+// belongs to a message that a later hook refused: the publisher's next
+// message shows that it is over. The broker's own client publishes from
+// many goroutines at once, so its messages pass without a reservation,
+// within the margin.
+func (h *flowHook) pass(cl *mqtt.Client) bool {
+	h.resMu.Lock()
+	defer h.resMu.Unlock()
+	h.unreserveLocked(cl)
+	if h.congested(h.reserved) {
+		return false
+	}
+	if !cl.Net.Inline {
+		h.holding[cl] = struct{}{}
+		h.reserved++
+	}
+	return true
+}
+
+// unreserve gives up cl's reservation, if it holds one.
+func (h *flowHook) unreserve(cl *mqtt.Client) {
+	if cl.Net.Inline {
+		return
+	}
+	h.resMu.Lock()
+	h.unreserveLocked(cl)
+	h.resMu.Unlock()
+}
+
+// unreserveLocked is unreserve with resMu held.
+func (h *flowHook) unreserveLocked(cl *mqtt.Client) {
+	if _, ok := h.holding[cl]; ok {
+		delete(h.holding, cl)
+		h.reserved--
 	}
 }

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,6 +105,95 @@ func TestSlowSubscriberLosesNothing(t *testing.T) {
 	}
 	if held := metricValue(t, reg, "trackgate_broker_publishes_held_total"); held == 0 {
 		t.Error("no publish was held back: the subscriber was never slow enough to test anything")
+	}
+	if dropped := metricValue(t, reg, "trackgate_broker_messages_dropped"); dropped != 0 {
+		t.Errorf("the broker dropped %v messages", dropped)
+	}
+}
+
+// TestManyPublishersLoseNothing: a hundred devices publish at once to an
+// ingest subscriber that stops reading for two seconds, through a write
+// queue of 16 messages with a quota large enough never to be the limit.
+// Far more publishers pass the flow control's check at a time than half
+// the queue leaves room for; their reservations keep the queue from
+// overflowing, and every position arrives.
+func TestManyPublishersLoseNothing(t *testing.T) {
+	const (
+		devices = 100
+		each    = 100
+		total   = devices * each
+	)
+	iss := newIssuer(t)
+	reg := prometheus.NewRegistry()
+	b := startBroker(t, iss, func(c *broker.Config) { c.MaxInflight, c.WriteQueue, c.Registerer = 65535, 16, reg })
+
+	var (
+		mu      sync.Mutex
+		seen    = make(map[string]bool, total)
+		stalled sync.Once
+	)
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(b.TCPURL).SetClientID("svc:cloud/ingest").
+		SetUsername("svc:cloud").SetPassword(iss.sign(t, iss.claims("svc:cloud", broker.ScopeIngest))).
+		SetCleanSession(false).SetOrderMatters(true).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			// The handler holds paho's reader: the socket's buffers fill,
+			// then the broker's write queue.
+			stalled.Do(func() { time.Sleep(2 * time.Second) })
+			mu.Lock()
+			seen[m.Topic()+" "+string(m.Payload())] = true
+			mu.Unlock()
+		}))
+	waitToken(t, "connect the subscriber", sub.Connect())
+	defer sub.Disconnect(250)
+	waitToken(t, "subscribe", sub.Subscribe("$share/cloud/devices/+/positions", 1, nil))
+
+	base := time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Second)
+	var wg sync.WaitGroup
+	for d := range devices {
+		id := fmt.Sprintf("van-%d", d)
+		pub := paho.NewClient(paho.NewClientOptions().AddBroker(b.TCPURL).SetClientID(id).SetUsername(id).
+			SetPassword(iss.deviceToken(t, id)).SetWriteTimeout(time.Minute))
+		waitToken(t, "connect "+id, pub.Connect())
+		defer pub.Disconnect(250)
+		wg.Go(func() {
+			toks := make([]paho.Token, 0, each)
+			for i := range each {
+				// 50 positions a message: a few of them fill the socket's buffers.
+				var payload strings.Builder
+				payload.WriteByte('[')
+				for j := range 50 {
+					if j > 0 {
+						payload.WriteByte(',')
+					}
+					fmt.Fprintf(&payload, `{"time":%q,"lat":52.1,"lon":4.2}`, base.Add(time.Duration(i*50+j)*time.Second).Format(time.RFC3339))
+				}
+				payload.WriteByte(']')
+				toks = append(toks, pub.Publish("devices/"+id+"/positions", 1, false, payload.String()))
+			}
+			for _, tok := range toks {
+				if !tok.WaitTimeout(time.Minute) || tok.Error() != nil {
+					t.Errorf("%s: publish: %v", id, tok.Error())
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the subscriber got %d of %d messages", n, total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if held := metricValue(t, reg, "trackgate_broker_publishes_held_total"); held == 0 {
+		t.Error("no publish was held back: the write queue never filled")
 	}
 	if dropped := metricValue(t, reg, "trackgate_broker_messages_dropped"); dropped != 0 {
 		t.Errorf("the broker dropped %v messages", dropped)
