@@ -8,6 +8,7 @@
 package position
 
 import (
+	"math"
 	"strconv"
 	"time"
 )
@@ -222,5 +223,47 @@ func appendFloat(dst []byte, v float64) []byte {
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		return strconv.AppendFloat(dst, v, 'e', -1, 64)
 	}
+	if out, ok := appendDecimal(dst, v, abs); ok {
+		return out
+	}
 	return strconv.AppendFloat(dst, v, 'f', -1, 64)
+}
+
+// appendDecimal is appendFloat's fast path for the values positions mostly
+// hold, decimals of a few digits (52.3702157): the fewest digits k after
+// the point for which m = round(|v|·10^k) is below 2^53 and m/10^k gives
+// back |v| exactly. m and 10^k are exact float64s, so that division is
+// the correctly rounded value of the decimal m/10^k, as reading it back
+// is: it is v's shortest form, the one strconv finds in general. ok is
+// false for a value with no such k up to 9 (then strconv answers).
+func appendDecimal(dst []byte, v, abs float64) (out []byte, ok bool) {
+	if abs == 0 || abs != abs {
+		return dst, false // 0 and -0, NaN
+	}
+	for k := 0; k <= 9; k++ {
+		scaled := abs * pow10[k]
+		if scaled >= 1<<53 {
+			return dst, false
+		}
+		m := math.Round(scaled)
+		if m/pow10[k] != abs {
+			continue
+		}
+		if v < 0 {
+			dst = append(dst, '-')
+		}
+		n := uint64(m)
+		unit := uint64(pow10[k])
+		dst = strconv.AppendUint(dst, n/unit, 10)
+		if k == 0 {
+			return dst, true
+		}
+		dst = append(dst, '.')
+		frac := n % unit
+		for unit /= 10; unit > frac && unit > 1; unit /= 10 {
+			dst = append(dst, '0') // the fraction's leading zeros
+		}
+		return strconv.AppendUint(dst, frac, 10), true
+	}
+	return dst, false
 }
