@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" driver
@@ -32,9 +31,6 @@ var ErrExists = errors.New("already exists")
 // Store is the cloud's SQL store. It is safe for concurrent use.
 type Store struct {
 	db *sql.DB
-
-	stmtMu sync.Mutex
-	stmts  map[string]*sql.Stmt // prepared once, by query text
 }
 
 // Open opens (creating it if need be) the store in data directory dir
@@ -49,7 +45,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{db: db, stmts: map[string]*sql.Stmt{}}
+	s := &Store{db: db}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -62,33 +58,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error {
-	s.stmtMu.Lock()
-	for _, st := range s.stmts {
-		st.Close()
-	}
-	clear(s.stmts)
-	s.stmtMu.Unlock()
-	return s.db.Close()
-}
-
-// txStmt returns query prepared for tx: SQLite parses and plans it once
-// per connection, not at every run (what the ingest's per-batch track
-// bookkeeping runs for every device of every batch).
-func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
-	s.stmtMu.Lock()
-	st := s.stmts[query]
-	if st == nil {
-		var err error
-		if st, err = s.db.PrepareContext(ctx, query); err != nil {
-			s.stmtMu.Unlock()
-			return nil, err
-		}
-		s.stmts[query] = st
-	}
-	s.stmtMu.Unlock()
-	return tx.StmtContext(ctx, st), nil
-}
+func (s *Store) Close() error { return s.db.Close() }
 
 // migrations are applied in order, each once; never edit one that has been
 // released, add a new one.

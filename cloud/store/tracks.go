@@ -51,7 +51,10 @@ func (t *Track) Holds(at time.Time) bool {
 	return !at.Before(t.Started) && (t.Stopped == nil || !at.After(*t.Stopped))
 }
 
-const trackColumns = `id, owner_id, device_id, name, auto, started_ns, stopped_ns, summary, dirty, version, touched_ns, created_at FROM tracks`
+const (
+	trackFields  = `id, owner_id, device_id, name, auto, started_ns, stopped_ns, summary, dirty, version, touched_ns, created_at`
+	trackColumns = trackFields + ` FROM tracks`
+)
 
 func scanTrack(r row) (*Track, error) {
 	var t Track
@@ -331,16 +334,40 @@ func (t *TrackTx) Devices(ids []string) (map[string]*Device, error) {
 // instants from from to to: those recording, those whose span reaches from
 // or later and starts at to or earlier, and the device's newest track.
 func (t *TrackTx) Around(d *Device, from, to time.Time) ([]*Track, error) {
-	st, err := t.s.txStmt(t.ctx, t.tx, `SELECT `+trackColumns+` WHERE device_id = ? AND owner_id = ? AND (stopped_ns IS NULL
-		OR (stopped_ns >= ? AND started_ns <= ?)
-		OR id = (SELECT id FROM tracks WHERE device_id = ? AND owner_id = ? ORDER BY started_ns DESC LIMIT 1))
-		ORDER BY started_ns`)
-	if err != nil {
-		return nil, fmt.Errorf("tracks: %w", err)
-	}
-	out, err := collect(scanTrack)(st.QueryContext(t.ctx, d.ID, d.OwnerID, from.UnixNano(), to.UnixNano(), d.ID, d.OwnerID))
-	if err != nil {
-		return nil, fmt.Errorf("tracks: %w", err)
+	out, err := t.AroundEach([]Window{{Device: d, From: from, To: to}})
+	return out[d.ID], err
+}
+
+// Window is a device and a span of time, for AroundEach.
+type Window struct {
+	Device   *Device
+	From, To time.Time
+}
+
+// AroundEach is Around for many devices at once, one window each: their
+// tracks by device id, one query for up to 250 devices.
+func (t *TrackTx) AroundEach(ws []Window) (map[string][]*Track, error) {
+	out := make(map[string][]*Track, len(ws))
+	for chunk := range slices.Chunk(ws, 250) {
+		args := make([]any, 0, 4*len(chunk))
+		for _, w := range chunk {
+			args = append(args, w.Device.ID, w.Device.OwnerID, w.From.UnixNano(), w.To.UnixNano())
+		}
+		// w holds each window with its device's newest track (wn), looked
+		// up once per window, not once per track scanned.
+		ts, err := collect(scanTrack)(t.tx.QueryContext(t.ctx, `WITH v(wd, wo, wf, wt) AS (VALUES (?, ?, ?, ?)`+
+			strings.Repeat(`, (?, ?, ?, ?)`, len(chunk)-1)+`),
+			w AS MATERIALIZED (SELECT wd, wo, wf, wt,
+				(SELECT n.id FROM tracks n WHERE n.device_id = wd AND n.owner_id = wo ORDER BY n.started_ns DESC LIMIT 1) AS wn FROM v)
+			SELECT `+trackFields+` FROM w JOIN tracks ON device_id = wd AND owner_id = wo
+			WHERE stopped_ns IS NULL OR (stopped_ns >= wf AND started_ns <= wt) OR id = wn
+			ORDER BY device_id, started_ns`, args...))
+		if err != nil {
+			return nil, fmt.Errorf("tracks: %w", err)
+		}
+		for _, tr := range ts {
+			out[tr.Device] = append(out[tr.Device], tr)
+		}
 	}
 	return out, nil
 }
@@ -348,16 +375,30 @@ func (t *TrackTx) Around(d *Device, from, to time.Time) ([]*Track, error) {
 // Save stores a track as Store.SaveTrack does.
 func (t *TrackTx) Save(tr *Track) error { return saveTrack(t.ctx, t.tx, tr) }
 
-// SetLast records the newest position of device (fix time at, JSON pos)
-// unless a newer one is recorded. Devices not registered are ignored.
-func (t *TrackTx) SetLast(device string, at time.Time, pos []byte) error {
-	st, err := t.s.txStmt(t.ctx, t.tx, `INSERT INTO device_state (device_id, last_ns, position) SELECT id, ?, ? FROM devices WHERE id = ?
-		ON CONFLICT (device_id) DO UPDATE SET last_ns = excluded.last_ns, position = excluded.position WHERE excluded.last_ns >= device_state.last_ns`)
-	if err == nil {
-		_, err = st.ExecContext(t.ctx, at.UnixNano(), string(pos), device)
-	}
-	if err != nil {
-		return fmt.Errorf("last position of %q: %w", device, err)
+// Last is a device's newest position: its fix time and JSON.
+type Last struct {
+	Device   string
+	At       time.Time
+	Position []byte
+}
+
+// SetLast records the newest position of each device unless a newer one is
+// recorded: one statement for up to 250 devices. Devices not registered
+// are ignored.
+func (t *TrackTx) SetLast(ls []Last) error {
+	for chunk := range slices.Chunk(ls, 250) {
+		args := make([]any, 0, 3*len(chunk))
+		for _, l := range chunk {
+			args = append(args, l.Device, l.At.UnixNano(), string(l.Position))
+		}
+		// WHERE true: an upsert's SELECT needs a WHERE clause to parse.
+		_, err := t.tx.ExecContext(t.ctx, `INSERT INTO device_state (device_id, last_ns, position)
+			SELECT d.id, v.column2, v.column3 FROM (VALUES (?, ?, ?)`+strings.Repeat(`, (?, ?, ?)`, len(chunk)-1)+`) v
+			JOIN devices d ON d.id = v.column1 WHERE true
+			ON CONFLICT (device_id) DO UPDATE SET last_ns = excluded.last_ns, position = excluded.position WHERE excluded.last_ns >= device_state.last_ns`, args...)
+		if err != nil {
+			return fmt.Errorf("last positions: %w", err)
+		}
 	}
 	return nil
 }

@@ -455,27 +455,32 @@ func (s *Service) Record(ctx context.Context, batch []ingest.Stored) {
 		if err != nil {
 			return err
 		}
+		windows := make([]store.Window, 0, len(devices))
 		for device, ps := range byDevice {
 			slices.SortStableFunc(ps, func(a, b position.Position) int { return a.Time.Compare(b.Time) })
-			d := devices[device]
-			if d == nil {
-				continue // not registered (a receiver of a gateway without the cloud's registration)
+			if d := devices[device]; d != nil { // else not registered (a receiver of a gateway without the cloud's registration)
+				windows = append(windows, store.Window{Device: d, From: ps[0].Time.Add(-d.AutoSplit), To: ps[len(ps)-1].Time.Add(d.AutoSplit)})
 			}
-			if err := s.record(tx, d, ps); err != nil {
+		}
+		around, err := tx.AroundEach(windows)
+		if err != nil {
+			return err
+		}
+		lasts := make([]store.Last, 0, len(windows))
+		for _, w := range windows {
+			d, ps := w.Device, byDevice[w.Device.ID]
+			if err := s.record(tx, d, ps, around[d.ID]); err != nil {
 				return err
 			}
 			newest := &ps[len(ps)-1]
-			js := newest.AppendJSON(nil)
-			if err := tx.SetLast(device, newest.Time, js); err != nil {
-				return err
-			}
+			lasts = append(lasts, store.Last{Device: d.ID, At: newest.Time, Position: newest.AppendJSON(nil)})
 			if s.cfg.Live != nil && (s.cfg.Watched == nil || s.cfg.Watched(d.OwnerID)) {
 				for i := range ps {
-					events = append(events, Event{Owner: d.OwnerID, Device: device, Kind: "position", Time: ps[i].Time, Data: ps[i].AppendJSON(nil)})
+					events = append(events, Event{Owner: d.OwnerID, Device: d.ID, Kind: "position", Time: ps[i].Time, Data: ps[i].AppendJSON(nil)})
 				}
 			}
 		}
-		return nil
+		return tx.SetLast(lasts)
 	})
 	if err != nil {
 		s.logErr.Do(func() {
@@ -488,13 +493,9 @@ func (s *Service) Record(ctx context.Context, batch []ingest.Stored) {
 	}
 }
 
-// record files the positions ps (in time order) of device d.
-func (s *Service) record(tx *store.TrackTx, d *store.Device, ps []position.Position) error {
-	first, last := ps[0].Time, ps[len(ps)-1].Time
-	tracks, err := tx.Around(d, first.Add(-d.AutoSplit), last.Add(d.AutoSplit))
-	if err != nil {
-		return err
-	}
+// record files the positions ps (in time order) of device d, given its
+// tracks around them (by start, as TrackTx.Around returns them).
+func (s *Service) record(tx *store.TrackTx, d *store.Device, ps []position.Position, tracks []*store.Track) error {
 	now := s.cfg.Now()
 	accs := map[*store.Track]*geo.Accumulator{}
 	acc := func(t *store.Track) *geo.Accumulator {

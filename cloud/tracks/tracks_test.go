@@ -2,6 +2,7 @@ package tracks_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -189,6 +190,64 @@ func TestRecording(t *testing.T) {
 		}
 		if err := f.svc.Session(ctx, "nobody", start, f.now); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("an unregistered device's session: %v", err)
+		}
+	})
+
+	t.Run("one call files the positions of many devices", func(t *testing.T) {
+		// The ingest bridge hands over every device's positions at once:
+		// each goes to its own device's tracks and last position.
+		f := newFixture(t, inf)
+		manual := f.device("manual", 0)
+		f.device("auto", 10*time.Minute)
+		f.device("old", 0)
+		t0 := f.now
+		tr, err := f.svc.Start(ctx, manual, "", t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldTrack, err := f.svc.Start(ctx, &store.Device{ID: "old", OwnerID: f.ann.ID}, "", t0.Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.Stop(ctx, oldTrack, t0.Add(-50*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		var batch []ingest.Stored
+		for i := range 10 { // interleaved, as they arrive
+			for j, dev := range []string{"manual", "auto", "old", "unregistered"} {
+				p := position.Position{Time: t0.Add(time.Duration(i+1) * time.Second), Lat: 52 + float64(i)*1e-4 + float64(j), Lon: 5, Set: position.Required}
+				batch = append(batch, ingest.Stored{Device: dev, Position: p})
+			}
+		}
+		// A late one of "old", inside its stopped track.
+		batch = append(batch, ingest.Stored{Device: "old", Position: position.Position{Time: t0.Add(-55 * time.Minute), Lat: 50, Lon: 5, Set: position.Required}})
+		f.svc.Record(ctx, batch)
+		if s := tracks.Summary(f.track(tr.ID)); s.Points != 10 {
+			t.Errorf("manual track: %d points, want 10", s.Points)
+		}
+		if ts := f.list("auto"); len(ts) != 1 || !ts[0].Auto || tracks.Summary(ts[0]).Points != 10 {
+			t.Errorf("automatic tracks: %+v", ts)
+		}
+		if s := tracks.Summary(f.track(oldTrack.ID)); s.Points != 1 {
+			t.Errorf("stopped track: %d points, want the late one", s.Points)
+		}
+		for j, dev := range []string{"manual", "auto", "old"} {
+			st, err := f.st.DeviceStateOf(ctx, dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var last struct{ Lat float64 }
+			if err := json.Unmarshal(st.Position, &last); err != nil || !st.LastTime.Equal(t0.Add(10*time.Second)) || last.Lat != 52.0009+float64(j) {
+				t.Errorf("%s: last position %s at %v (%v)", dev, st.Position, st.LastTime, err)
+			}
+		}
+		// An older position does not replace the newest.
+		f.svc.Record(ctx, []ingest.Stored{{Device: "auto", Position: position.Position{Time: t0, Lat: 1, Lon: 1, Set: position.Required}}})
+		if st, _ := f.st.DeviceStateOf(ctx, "auto"); !st.LastTime.Equal(t0.Add(10 * time.Second)) {
+			t.Errorf("auto: last position %s at %v after an older one", st.Position, st.LastTime)
+		}
+		if st, _ := f.st.DeviceStateOf(ctx, "unregistered"); len(st.Position) != 0 {
+			t.Errorf("an unregistered device has a last position: %s", st.Position)
 		}
 	})
 
