@@ -72,7 +72,7 @@ type Config struct {
 	// message in flight is persisted.
 	MaxInflight uint16
 	// WriteQueue is how many messages may wait to be written to one client
-	// (default 1024, 16 to 65536); one more is dropped, counted, except for
+	// (default 256, 16 to 65536); one more is dropped, counted, except for
 	// a durable subscriber, whose publishers are held back when half of it
 	// is taken. Its buffer, 8 bytes a message, is allocated with every
 	// connection, idle ones included, and stays resident once the memory
@@ -180,7 +180,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg.MaxInflight = 16384
 	}
 	if cfg.WriteQueue == 0 {
-		cfg.WriteQueue = 1024
+		cfg.WriteQueue = 256
 	}
 	if cfg.WriteQueue < 16 || cfg.WriteQueue > 65536 {
 		return nil, fmt.Errorf("broker: a write queue of %d messages per client is outside 16 to 65536", cfg.WriteQueue)
@@ -474,7 +474,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.MaxInflight = uint16(n)
 		return nil
 	})
-	fs.IntVar(&c.WriteQueue, "mqtt-write-queue", 1024, "messages that may wait to be written to one client, `n` from 16 to 65536 (8 bytes each, allocated with every connection)")
+	fs.IntVar(&c.WriteQueue, "mqtt-write-queue", 256, "messages that may wait to be written to one client, `n` from 16 to 65536 (8 bytes each, allocated with every connection)")
 	fs.BoolVar(&c.Persist, "mqtt-persist", true, "keep sessions, subscriptions, retained and in-flight QoS 1 messages in DATA/mqtt across restarts")
 	fs.BoolVar(&c.PersistSync, "mqtt-persist-sync", false, "sync every store write to disk (survives a power cut; slower)")
 	fs.Float64Var(&c.ConnRate, "mqtt-conn-rate", 10, "connections per second one address may open (burst 100); negative disables the limit")

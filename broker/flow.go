@@ -18,19 +18,21 @@ import (
 // durable subscriber (the cloud's ingest bridge). Mochi holds at most
 // MaximumInflight unacknowledged messages per client, and drops the next
 // ones for that client ("client store quota reached"), as it drops those
-// that find the client's write queue (MaximumClientWritesPending) full. So before a QoS 1
-// message fans out, this hook waits while any durable subscriber holds half
-// its quota or more in flight, or has half its write queue or more waiting
-// to be written: the publisher's PUBACK waits with it, its session's
+// that find the client's write queue (MaximumClientWritesPending) full. So before a message
+// fans out, this hook waits while any durable subscriber holds half its
+// quota or more in flight, or has half its write queue or more waiting to
+// be written: the publisher's PUBACK (at QoS 1) waits with it, its session's
 // receive window fills, and the publisher slows to the subscriber's pace —
 // backpressure in place of loss.
 //
 // A message that passes holds a reservation, counted in every durable
 // subscriber's backlog, until it has fanned out: publishers that pass at
 // the same moment cannot together overrun the marks, however many they
-// are. The other half of the quota and of the queue is the margin for what
-// passes without one: QoS 0 messages, the broker's own (inline) publishes,
-// and the durable subscribers' own.
+// are. QoS 0 messages wait and reserve too: they take room in the write
+// queue, and a flood of them must not crowd out what was promised. The
+// other half of the quota and of the queue is the margin for what passes
+// without a reservation: the broker's own (inline) publishes and the
+// durable subscribers' own.
 //
 // Waiting publishers sleep until a durable subscriber's acknowledgements
 // bring its backlog an eighth below the marks (then all of them look
@@ -260,14 +262,14 @@ func writesQueued(cl *mqtt.Client) int32 {
 // without an acknowledgement in between.
 const flowPoll = 50 * time.Millisecond
 
-// OnPublish waits, before a QoS 1 or 2 message fans out, until no durable
-// subscriber is congested, and reserves the message its room. A durable
+// OnPublish waits, before a message fans out, until no durable subscriber
+// is congested, and reserves the message its room. A durable
 // subscriber's own publishes never wait: its connection also carries the
 // acknowledgements that would end the wait. A publisher that disconnects
 // meanwhile has its message dropped unacknowledged: it sends it again on
 // its next connection.
 func (h *flowHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Qos == 0 || h.isDurable(cl) || h.pass(cl) {
+	if h.isDurable(cl) || h.pass(cl) {
 		return pk, nil
 	}
 	h.waited.Inc()
