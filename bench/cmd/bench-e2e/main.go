@@ -177,35 +177,42 @@ func measure(ctx context.Context, o options, s *stack) ([]Result, error) {
 		results = append(results, r)
 	}
 	inf := newInflux(s.influxURL)
+	// each runs one measurement once the stack is quiet.
+	each := func(f func()) {
+		s.settle(ctx)
+		f()
+	}
 	for run := 1; run <= o.runs && ctx.Err() == nil; run++ {
 		if o.has("ceiling") {
-			r := Result{Scenario: "ceiling", Pipeline: "influxd", Run: run}
-			m := startMeter(s.influxd)
-			var err error
-			var n int64
-			r.PerSecond, n, err = inf.ceiling(ctx, dbCeiling, 2, 5000, o.duration/2)
-			r.Published, r.Stored, r.Procs, r.Seconds = n, n, m.stop(), (o.duration / 2).Seconds()
-			add(r, err)
+			each(func() {
+				r := Result{Scenario: "ceiling", Pipeline: "influxd", Run: run}
+				m := startMeter(s.influxd)
+				var err error
+				var n int64
+				r.PerSecond, n, err = inf.ceiling(ctx, dbCeiling, 2, 5000, o.duration/2)
+				r.Published, r.Stored, r.Procs, r.Seconds = n, n, m.stop(), (o.duration / 2).Seconds()
+				add(r, err)
+			})
 		}
 		if o.has("a") {
-			add(sustained(ctx, o, s, run, "a", 0))
+			each(func() { add(sustained(ctx, o, s, run, "a", 0)) })
 		}
 		if o.has("telegraf") {
-			add(telegrafRun(ctx, o, s, run, baselineTuned, 0))
+			each(func() { add(telegrafRun(ctx, o, s, run, baselineTuned, 0)) })
 		}
 		if o.has("b") {
-			add(fixedRate(ctx, o, s, run))
+			each(func() { add(fixedRate(ctx, o, s, run)) })
 		}
 		if o.has("c") {
-			add(sustained(ctx, o, s, run, "c", o.idle))
+			each(func() { add(sustained(ctx, o, s, run, "c", o.idle)) })
 		}
 		if o.has("d") {
-			add(receivers(ctx, o, s, run))
+			each(func() { add(receivers(ctx, o, s, run)) })
 		}
 	}
 	if o.has("telegraf") && ctx.Err() == nil {
 		// Once: the baseline as installed, at 1,000 messages a second.
-		add(telegrafRun(ctx, o, s, 1, baselineDefaults, 1000*float64(o.batch)))
+		each(func() { add(telegrafRun(ctx, o, s, 1, baselineDefaults, 1000*float64(o.batch))) })
 	}
 	return results, errors.Join(errs...)
 }

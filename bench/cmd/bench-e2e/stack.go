@@ -15,6 +15,7 @@ import (
 	"trackgate/cloud"
 	"trackgate/cloud/auth"
 	"trackgate/internal/influxconf"
+	"trackgate/internal/procstat"
 )
 
 // held are the loopback ports picked for processes not yet started, kept
@@ -234,6 +235,41 @@ func (s *stack) restartGateway(ctx context.Context) error {
 }
 
 func (s *stack) procs() []*proc { return []*proc{s.gateway, s.cloud, s.influxd} }
+
+// settle waits, up to settleMax, until the stack's processes together use
+// less than a tenth of a core over settleWindow: each measurement starts on
+// a quiet machine, not during influxd's compaction of the previous load.
+func (s *stack) settle(ctx context.Context) {
+	start := time.Now()
+	cpu := func() (total time.Duration) {
+		for _, p := range s.procs() {
+			if u, err := procstat.Read(p.pid()); err == nil {
+				total += u.CPU
+			}
+		}
+		return total
+	}
+	for time.Since(start) < settleMax {
+		before := cpu()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(settleWindow):
+		}
+		if cpu()-before < settleWindow/10 {
+			break
+		}
+	}
+	if waited := time.Since(start); waited > 2*settleWindow {
+		logf("waited %.1f s for the stack to go quiet", waited.Seconds())
+	}
+}
+
+// settleWindow and settleMax bound stack.settle.
+const (
+	settleWindow = time.Second
+	settleMax    = 30 * time.Second
+)
 
 // stop stops the gateway, the cloud and influxd, in that order.
 func (s *stack) stop() {
