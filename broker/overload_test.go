@@ -90,25 +90,8 @@ func TestSlowSubscriberLosesNothing(t *testing.T) {
 	if published.Load() != total {
 		t.Fatalf("published %d of %d", published.Load(), total)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		mu.Lock()
-		n := len(seen)
-		mu.Unlock()
-		if n == total {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the subscriber got %d of %d positions", n, total)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if held := metricValue(t, reg, "trackgate_broker_publishes_held_total"); held == 0 {
-		t.Error("no publish was held back: the subscriber was never slow enough to test anything")
-	}
-	if dropped := metricValue(t, reg, "trackgate_broker_messages_dropped"); dropped != 0 {
-		t.Errorf("the broker dropped %v messages", dropped)
-	}
+	expectAllHeldNoneDropped(t, reg, func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }, total,
+		"the subscriber was never slow enough to test anything")
 }
 
 // TestManyPublishersLoseNothing: a hundred devices publish at once, half at
@@ -182,21 +165,24 @@ func TestManyPublishersLoseNothing(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	expectAllHeldNoneDropped(t, reg, func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }, total,
+		"the write queue never filled")
+}
+
+// expectAllHeldNoneDropped waits up to a minute for received() to reach
+// total, then checks that the broker held publishes back (else why says
+// why the test tested nothing) and dropped none.
+func expectAllHeldNoneDropped(t *testing.T, reg prometheus.Gatherer, received func() int, total int, why string) {
+	t.Helper()
 	deadline := time.Now().Add(time.Minute)
-	for {
-		mu.Lock()
-		n := len(seen)
-		mu.Unlock()
-		if n == total {
-			break
-		}
+	for n := received(); n != total; n = received() {
 		if time.Now().After(deadline) {
 			t.Fatalf("the subscriber got %d of %d messages", n, total)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if held := metricValue(t, reg, "trackgate_broker_publishes_held_total"); held == 0 {
-		t.Error("no publish was held back: the write queue never filled")
+		t.Error("no publish was held back: " + why)
 	}
 	if dropped := metricValue(t, reg, "trackgate_broker_messages_dropped"); dropped != 0 {
 		t.Errorf("the broker dropped %v messages", dropped)
