@@ -61,8 +61,9 @@ type flowHook struct {
 	durable map[string]int // client id → its wildcard subscriptions
 
 	resMu    sync.Mutex
-	reserved int                       // messages that passed and have not fanned out yet
-	holding  map[*mqtt.Client]struct{} // the publishers of those (a client publishes one at a time)
+	reserved int                        // messages that passed and have not fanned out yet
+	holding  map[*mqtt.Client]time.Time // their publishers (a client publishes one at a time), and when
+	swept    time.Time                  // when stale reservations were last given up
 
 	waiting atomic.Int32  // publishers waiting
 	wakeMu  sync.Mutex    // guards wake
@@ -75,7 +76,7 @@ type flowHook struct {
 func newFlowHook(ctx context.Context, clients *mqtt.Clients, quota, writeQueue int, trusted func(*mqtt.Client) bool, waited prometheus.Counter) *flowHook {
 	h := &flowHook{ctx: ctx, clients: clients, high: max(quota/2, 1), highQueue: int32(max(writeQueue/2, 1)),
 		trusted: trusted, waited: waited,
-		durable: map[string]int{}, holding: map[*mqtt.Client]struct{}{}, wake: make(chan struct{})}
+		durable: map[string]int{}, holding: map[*mqtt.Client]time.Time{}, wake: make(chan struct{})}
 	h.low, h.lowQueue = h.high-h.high/8, h.highQueue-h.highQueue/8
 	return h
 }
@@ -299,24 +300,44 @@ func (h *flowHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 func (h *flowHook) OnPublished(cl *mqtt.Client, _ packets.Packet) { h.unreserve(cl) }
 
 // pass reports whether cl's message may fan out now, and then reserves it
-// room until OnPublished. A publisher's previous reservation still held
-// belongs to a message that a later hook refused: the publisher's next
-// message shows that it is over. The broker's own client publishes from
-// many goroutines at once, so its messages pass without a reservation,
-// within the margin.
+// room until OnPublished. A reservation still held otherwise belongs to a
+// message that a later hook refused (the uplink tap, when its spool is
+// full), which Mochi does not report: the publisher's next message shows
+// that it is over, and while the subscribers are congested, reservations
+// older than staleReservation are given up once a second, so that refused
+// messages never hold the others back for long. The broker's own client
+// publishes from many goroutines at once, so its messages pass without a
+// reservation, within the margin.
 func (h *flowHook) pass(cl *mqtt.Client) bool {
 	h.resMu.Lock()
 	defer h.resMu.Unlock()
 	h.unreserveLocked(cl)
 	if h.congested(h.reserved) {
-		return false
+		now := time.Now()
+		if now.Sub(h.swept) < staleReservation {
+			return false
+		}
+		h.swept = now
+		for c, at := range h.holding {
+			if now.Sub(at) >= staleReservation {
+				h.unreserveLocked(c)
+			}
+		}
+		if h.congested(h.reserved) {
+			return false
+		}
 	}
 	if !cl.Net.Inline {
-		h.holding[cl] = struct{}{}
+		h.holding[cl] = time.Now()
 		h.reserved++
 	}
 	return true
 }
+
+// staleReservation is how old a reservation is when it is taken for one
+// whose message was refused after it passed: a message fans out within
+// microseconds of passing, unless its publisher's PUBACK is slow to write.
+const staleReservation = time.Second
 
 // unreserve gives up cl's reservation, if it holds one.
 func (h *flowHook) unreserve(cl *mqtt.Client) {
