@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"trackgate/broker"
+	"trackgate/broker/brokertest"
 )
 
 // TestSlowSubscriberLosesNothing publishes 100,000 QoS 1 positions from four
@@ -34,18 +35,14 @@ func TestSlowSubscriberLosesNothing(t *testing.T) {
 		seen = make(map[string]bool, total)
 	)
 	acks := make(chan paho.Message, total)
-	sub := paho.NewClient(paho.NewClientOptions().AddBroker(b.TCPURL).SetClientID("svc:cloud/ingest").
-		SetUsername("svc:cloud").SetPassword(iss.sign(t, iss.claims("svc:cloud", broker.ScopeIngest))).
-		SetCleanSession(false).SetAutoAckDisabled(true).SetOrderMatters(false).
-		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+	ingestSubscriber(t, b, iss, func(o *paho.ClientOptions) {
+		o.SetAutoAckDisabled(true).SetOrderMatters(false).SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			mu.Lock()
 			seen[m.Topic()+" "+string(m.Payload())] = true
 			mu.Unlock()
 			acks <- m
-		}))
-	waitToken(t, "connect the subscriber", sub.Connect())
-	defer sub.Disconnect(250)
-	waitToken(t, "subscribe", sub.Subscribe("$share/cloud/devices/+/positions", 1, nil))
+		})
+	})
 	// The slow subscriber: nothing for two seconds, then about 20,000
 	// acknowledgements a second at most.
 	go func() {
@@ -116,20 +113,16 @@ func TestManyPublishersLoseNothing(t *testing.T) {
 		seen    = make(map[string]bool, total)
 		stalled sync.Once
 	)
-	sub := paho.NewClient(paho.NewClientOptions().AddBroker(b.TCPURL).SetClientID("svc:cloud/ingest").
-		SetUsername("svc:cloud").SetPassword(iss.sign(t, iss.claims("svc:cloud", broker.ScopeIngest))).
-		SetCleanSession(false).SetOrderMatters(true).
-		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+	ingestSubscriber(t, b, iss, func(o *paho.ClientOptions) {
+		o.SetOrderMatters(true).SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			// The handler holds paho's reader: the socket's buffers fill,
 			// then the broker's write queue.
 			stalled.Do(func() { time.Sleep(2 * time.Second) })
 			mu.Lock()
 			seen[m.Topic()+" "+string(m.Payload())] = true
 			mu.Unlock()
-		}))
-	waitToken(t, "connect the subscriber", sub.Connect())
-	defer sub.Disconnect(250)
-	waitToken(t, "subscribe", sub.Subscribe("$share/cloud/devices/+/positions", 1, nil))
+		})
+	})
 
 	base := time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Second)
 	var wg sync.WaitGroup
@@ -167,6 +160,21 @@ func TestManyPublishersLoseNothing(t *testing.T) {
 	wg.Wait()
 	expectAllHeldNoneDropped(t, reg, func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }, total,
 		"the write queue never filled")
+}
+
+// ingestSubscriber connects the cloud's ingest bridge as a persistent
+// session (options edited by edit) with the shared subscription to every
+// device's positions; it disconnects when the test ends.
+func ingestSubscriber(t *testing.T, b *brokertest.Broker, iss *issuer, edit func(*paho.ClientOptions)) {
+	t.Helper()
+	o := paho.NewClientOptions().AddBroker(b.TCPURL).SetClientID("svc:cloud/ingest").
+		SetUsername("svc:cloud").SetPassword(iss.sign(t, iss.claims("svc:cloud", broker.ScopeIngest))).
+		SetCleanSession(false)
+	edit(o)
+	sub := paho.NewClient(o)
+	waitToken(t, "connect the subscriber", sub.Connect())
+	t.Cleanup(func() { sub.Disconnect(250) })
+	waitToken(t, "subscribe", sub.Subscribe("$share/cloud/devices/+/positions", 1, nil))
 }
 
 // expectAllHeldNoneDropped waits up to a minute for received() to reach
